@@ -1,0 +1,1 @@
+"""The core: lifecycle, options, hooks, sockets, protocols. Plugins build on it."""

@@ -1,0 +1,188 @@
+"""The plugin contract: every hook pounce calls, in lifecycle order.
+
+This file is the one page a plugin author needs. Each hook is a stub whose
+docstring says when it runs and what it may return. Implementations take any
+subset of the named arguments (pluggy passes only what they ask for).
+
+No hook here is called per request or per connection: per-request work is
+collected once per worker (``pounce_request_observer``) into plain callables
+that the hot path calls directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import socket
+    import ssl
+
+    from pounce.core.config import ServerConfig
+    from pounce.core.options import OptionRegistry
+    from pounce.core.server import Server
+
+PROJECT = "pounce"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- CONFIG ---------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def pounce_add_hookspecs(plugin_manager: pluggy.PluginManager) -> None:
+    """Add hookspecs of your own so other plugins can implement them.
+
+    Runs once per plugin, as soon as it is registered (historic), before options
+    are collected. Call ``plugin_manager.add_hookspecs(module_or_class)``.
+    """
+
+
+@hookspec(historic=True)
+def pounce_add_options(options: OptionRegistry) -> None:
+    """Declare config options with ``options.add(section, key, ...)``.
+
+    Every option, the core's included, is declared here; the CLI, TOML
+    validation, ``--help`` and docs/config.md are generated from the result.
+    """
+
+
+@hookspec(historic=True)
+def pounce_configure(config: ServerConfig) -> None:
+    """The config is final and frozen. Validate it; raise ``ConfigError``."""
+
+
+# -- DETECT ---------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def pounce_worker_mode(config: ServerConfig) -> str | None:
+    """Return ``"thread"`` or ``"process"``; the first non-None answer wins.
+
+    The core's default answers from ``[server] worker_mode``, and for ``auto``
+    picks threads on free-threaded builds and processes otherwise.
+    """
+
+
+# -- TLS ------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def pounce_tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """Return the server-side ``ssl.SSLContext`` to wrap connections in, or None.
+
+    Called once in the main process before binding, and again once in each
+    worker process (contexts do not cross process boundaries).
+    """
+
+
+# -- BIND -----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def pounce_bind(config: ServerConfig) -> list[socket.socket] | None:
+    """Return the listening sockets; the core's trylast default binds
+    host/port, ``uds`` or ``fd``."""
+
+
+@hookspec
+def pounce_sockets_bound(config: ServerConfig, sockets: list[socket.socket]) -> None:
+    """The sockets are listening (``getsockname()`` gives the real port)."""
+
+
+# -- BANNER ---------------------------------------------------------------
+
+
+@hookspec
+def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str] | str | None:
+    """Return lines for the startup banner.
+
+    ``info`` holds ``version``, ``addresses``, ``workers``, ``worker_mode`` and
+    ``plugins`` (the active plugin names).
+    """
+
+
+# -- APP ------------------------------------------------------------------
+
+
+@hookspec
+def pounce_wrap_app(config: ServerConfig, app: Any) -> Any:
+    """Return an ASGI app wrapping ``app``, or None to leave it alone.
+
+    Wrappers are applied in hook-call order, each wrapping the previous result:
+    use ``tryfirst``/``trylast`` to place yours. Called once per worker.
+    """
+
+
+# -- LIFESPAN -------------------------------------------------------------
+
+
+@hookspec
+def pounce_lifespan_startup(config: ServerConfig, state: dict[str, Any]) -> None:
+    """The app's lifespan startup has completed; ``state`` is its state dict."""
+
+
+@hookspec
+def pounce_lifespan_shutdown(config: ServerConfig, state: dict[str, Any]) -> None:
+    """The app's lifespan shutdown is about to run."""
+
+
+# -- SERVE ----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def pounce_serve(server: Server, sockets: list[socket.socket]) -> bool | None:
+    """Run the workers until shutdown and return True.
+
+    The core's trylast default is the single-worker fast path; the supervisor
+    plugin answers when ``workers > 1``.
+    """
+
+
+# -- WORKER ---------------------------------------------------------------
+
+
+@hookspec
+def pounce_worker_spawn(config: ServerConfig, worker_id: int) -> None:
+    """The supervisor is about to start worker ``worker_id``."""
+
+
+@hookspec
+def pounce_worker_started(worker: Any) -> None:
+    """Runs inside the worker (thread or process) before it accepts.
+
+    ``worker`` has ``worker_id``, ``config`` and ``loop``.
+    """
+
+
+@hookspec
+def pounce_worker_exit(config: ServerConfig, worker_id: int, exitcode: int | None) -> None:
+    """The supervisor saw worker ``worker_id`` end with ``exitcode``."""
+
+
+# -- REQUEST --------------------------------------------------------------
+
+
+@hookspec
+def pounce_request_observer(config: ServerConfig) -> Any:
+    """Return a callable ``(scope, status, bytes_sent, duration_s) -> None``.
+
+    Collected once per worker; the protocol calls every returned callable after
+    each response, directly, without pluggy. Keep it cheap and never raise.
+    """
+
+
+# -- SHUTDOWN -------------------------------------------------------------
+
+
+@hookspec
+def pounce_shutdown(server: Server, reason: str) -> None:
+    """Graceful shutdown begins: ``"signal"``, ``"api"``, ``"reload"``, ``"error"``."""
+
+
+@hookspec
+def pounce_unconfigure(config: ServerConfig) -> None:
+    """Everything is closed; release what ``pounce_configure`` set up."""

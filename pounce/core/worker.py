@@ -1,0 +1,213 @@
+"""One worker: an event loop that accepts on the listening sockets and runs
+connections until told to stop.
+
+Everything a connection needs that does not change per request is computed
+here once per worker and kept on :class:`WorkerContext`: the wrapped app, the
+request observers, header bytes, proxy trust, timeouts. Protocols read it; no
+pluggy hook is called per request or per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pounce.core.proxy import ProxyTrust
+
+if TYPE_CHECKING:
+    from pounce.core.config import ServerConfig
+    from pounce.core.plugins import PounceManager
+
+logger = logging.getLogger("pounce.worker")
+
+Observer = Callable[[dict[str, Any], int, int, float], None]
+
+
+class WorkerContext:
+    """Per-worker constants and shared state for every connection."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        app: Any,
+        *,
+        observers: tuple[Observer, ...] = (),
+        tls: ssl.SSLContext | None = None,
+        worker_id: int = 0,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.app = app
+        self.observers = observers
+        self.tls = tls
+        self.worker_id = worker_id
+        self.lifespan_state: dict[str, Any] = state if state is not None else {}
+        self.connections: set[Any] = set()
+        self.requests_served = 0
+        self.shutting_down = False
+        self.on_request_limit: Callable[[], None] | None = None
+
+        self.root_path: str = config.root_path
+        self.keep_alive_timeout: float = config.timeout_keep_alive
+        self.header_timeout: float = config.http.timeout_request_header
+        self.max_incomplete_event_size: int = config.http.max_incomplete_event_size
+        self.limit_concurrency: int = config.limit_concurrency
+        self.max_requests: int = config.max_requests
+        self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.websocket = config.section("websocket")
+
+        extra: list[tuple[bytes, bytes]] = []
+        for item in config.headers:
+            name, _, value = item.partition(":")
+            extra.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
+        self.server_header = config.server_header
+        self.date_header = config.date_header
+        self._extra_headers = extra
+        self.default_headers: list[tuple[bytes, bytes]] = []
+        self.date_value = b""
+        self.update_date()
+
+    def update_date(self) -> None:
+        """Refresh the cached ``Date`` value; called once a second."""
+        self.date_value = email.utils.formatdate(time.time(), usegmt=True).encode("ascii")
+        headers: list[tuple[bytes, bytes]] = []
+        if self.server_header:
+            headers.append((b"server", b"pounce"))
+        if self.date_header:
+            headers.append((b"date", self.date_value))
+        headers.extend(self._extra_headers)
+        self.default_headers = headers
+
+    def count_request(self) -> None:
+        self.requests_served += 1
+        if self.max_requests and self.requests_served == self.max_requests and self.on_request_limit:
+            self.on_request_limit()
+
+
+def collect_observers(manager: PounceManager, config: ServerConfig) -> tuple[Observer, ...]:
+    """Ask plugins once per worker for their per-request callables."""
+    results = manager.call("pounce_request_observer", config=config) or []
+    return tuple(r for r in results if callable(r))
+
+
+def wrap_app(manager: PounceManager, config: ServerConfig, app: Any) -> Any:
+    """Apply ``pounce_wrap_app`` wrappers in hook-call order."""
+    for impl in reversed(manager.hook.pounce_wrap_app.get_hookimpls()):
+        try:
+            wrapped = impl.function(**{a: {"config": config, "app": app}[a] for a in impl.argnames})
+        except Exception as exc:
+            from pounce.core.plugins import culprit_error
+
+            raise culprit_error(manager, exc, "pounce_wrap_app") from exc
+        if wrapped is not None:
+            app = wrapped
+    return app
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY on every TCP connection, whatever made its socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Worker:
+    """Serves connections from ``sockets`` on the running loop until stopped.
+
+    Used as is by the single-worker fast path and by the supervisor's workers
+    (threads or processes); plugins see it in ``pounce_worker_started``.
+    """
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        sockets: list[socket.socket],
+        *,
+        manager: PounceManager | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.worker_id = ctx.worker_id
+        self.sockets = sockets
+        self.manager = manager
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stop: asyncio.Event | None = None
+        self._force = False
+        self._date_timer: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        """Begin accepting on every socket."""
+        from pounce.core.http11 import HttpProtocol
+
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        ctx = self.ctx
+        if self.manager is not None:
+            self.manager.call("pounce_worker_started", worker=self)
+
+        def factory() -> asyncio.Protocol:
+            return HttpProtocol(ctx)
+
+        for sock in self.sockets:
+            server = await self.loop.create_server(
+                factory, sock=sock, ssl=ctx.tls, backlog=self.config.backlog,
+                ssl_handshake_timeout=ctx.header_timeout if ctx.tls else None,
+            )
+            self._servers.append(server)
+        self._tick()
+
+    def _tick(self) -> None:
+        self.ctx.update_date()
+        assert self.loop is not None
+        self._date_timer = self.loop.call_later(1.0, self._tick)
+
+    def stop(self, force: bool = False) -> None:
+        """Ask the worker to stop; call from the worker's own loop thread."""
+        self._force = self._force or force
+        if self._stop is not None:
+            self._stop.set()
+        if force:
+            for conn in list(self.ctx.connections):
+                conn.abort()
+
+    def stop_threadsafe(self, force: bool = False) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.stop, force)
+
+    async def wait_stopped(self) -> None:
+        assert self._stop is not None
+        await self._stop.wait()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, close idle connections now, let in-flight requests
+        finish within ``timeout``, then abort what is left."""
+        self.ctx.shutting_down = True
+        for server in self._servers:
+            server.close()
+        for conn in list(self.ctx.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + timeout
+        while self.ctx.connections and time.monotonic() < deadline and not self._force:
+            await asyncio.sleep(0.05)
+        for conn in list(self.ctx.connections):
+            conn.abort()
+        if self._date_timer is not None:
+            self._date_timer.cancel()
+        # Give cancelled connection tasks a moment to unwind.
+        await asyncio.sleep(0)
+
+    async def serve(self, timeout: float | None = None) -> None:
+        """start → wait for stop → drain: the whole life of a worker."""
+        await self.start()
+        await self.wait_stopped()
+        await self.drain(self.config.timeout_graceful_shutdown if timeout is None else timeout)

@@ -1,0 +1,69 @@
+"""Shared fixtures: real servers on real sockets, always stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pounce.testing import ServerProcess, ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """``serve(app, **overrides)`` starts a ServerThread, stopped at teardown."""
+    started: list[ServerThread] = []
+
+    def start(app: Any, **kwargs: Any) -> ServerThread:
+        server = ServerThread(app, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def pounce_process(tmp_path: Path) -> Iterator[Any]:
+    """``pounce_process(*args, **kw)`` starts ``pounce`` as a subprocess
+    (cwd defaults to tmp_path, test apps importable), stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, cwd: Any = None, env: dict[str, str] | None = None, **kw: Any) -> ServerProcess:
+        full_env = test_env(env)
+        proc = ServerProcess(list(args), cwd=cwd or tmp_path, env=full_env, **kw)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.__exit__(None, None, None)
+
+
+def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for subprocesses: test apps importable, no POUNCE_* leaks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def need_command(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (make system-deps installs it)")
+    return path
+
+
+PYTHON = sys.executable
