@@ -70,5 +70,5 @@ def _is_asgi3(app: Any) -> bool:
         return hasattr(app, "__await__")
     if inspect.iscoroutinefunction(app):
         return True
-    call = getattr(app, "__call__", None)
+    call = getattr(app, "__call__", None)  # noqa: B004 - we need the bound method itself
     return inspect.iscoroutinefunction(call)

@@ -62,6 +62,8 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
+        # ASGI extensions fixed for the connection (``tls``); copied per request.
+        self.extensions: dict[str, Any] = {}
         self.trusted_proxy = False
         self.keep_alive = True
         self.closed = False
@@ -84,8 +86,12 @@ class HttpProtocol(asyncio.Protocol):
             self.server = (str(sockname[0]), int(sockname[1]))
         elif isinstance(sockname, str) and sockname:
             self.server = (sockname, None)
-        if transport.get_extra_info("sslcontext") is not None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            from pounce.core.tlsinfo import tls_extension
+
             self.scheme = "https"
+            self.extensions = {"tls": tls_extension(ssl_object)}
         proxy = self.ctx.proxy
         self.trusted_proxy = proxy is not None and proxy.trusts(self.client[0] if self.client else None)
         self.ctx.connections.add(self)
@@ -195,6 +201,7 @@ class HttpProtocol(asyncio.Protocol):
             "client": self.client,
             "server": self.server,
             "state": self.ctx.lifespan_state.copy(),
+            "extensions": dict(self.extensions),
         }
         if kind == "http":
             scope["method"] = event.method.decode("ascii")
