@@ -54,6 +54,8 @@ class ServerThread:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.error: BaseException | None = None
+        self._urls: list[str] = []
+        self._sockname: Any = None
         self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
@@ -68,6 +70,8 @@ class ServerThread:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.collector.of_type(ServingStarted):
+                self._urls = self.server.addresses()
+                self._sockname = self.server.sockets[0].getsockname()
                 return self
             if not self._thread.is_alive():
                 break
@@ -93,7 +97,8 @@ class ServerThread:
 
     @property
     def sockname(self) -> Any:
-        return self.server.sockets[0].getsockname()
+        """The first listening address, as noted when serving began."""
+        return self._sockname
 
     @property
     def port(self) -> int:
@@ -101,7 +106,7 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return self.server.addresses()[0]
+        return self._urls[0]
 
 
 class ServerProcess:

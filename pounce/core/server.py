@@ -79,6 +79,7 @@ class Server:
         self._lock = threading.Lock()
         self._wakers: list[Waker] = []
         self._forced = False
+        self._owned_paths: list[str] = []
 
     # -- public API --------------------------------------------------------
 
@@ -109,6 +110,7 @@ class Server:
 
             self.state = State.BIND
             self.sockets = list(manager.call("pounce_bind", config=config) or [])
+            self._owned_paths = owned_unix_paths(self.sockets, config.uds)
             manager.call("pounce_sockets_bound", config=config, sockets=self.sockets)
             self.emit(SocketsBound(addresses=tuple(self.addresses())))
             self._print_banner()
@@ -122,6 +124,9 @@ class Server:
         finally:
             self.state = State.SHUTDOWN
             self._close_sockets(self.sockets)
+            for path in self._owned_paths:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             try:
                 manager.call("pounce_unconfigure", config=config)
             finally:
@@ -253,6 +258,20 @@ class Server:
     def _close_sockets(sockets: list[socket.socket]) -> None:
         """Close all sockets once each, even when workers share an fd."""
         close_sockets(sockets)
+
+
+def owned_unix_paths(sockets: list[socket.socket], uds: str | None) -> list[str]:
+    """Unix socket files this server created (to remove at exit). asyncio
+    closes listening sockets itself, so the paths are noted at bind time."""
+    if not uds:
+        return []
+    paths = []
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            name = sock.getsockname()
+            if sock.family == socket.AF_UNIX and isinstance(name, str) and name == uds:
+                paths.append(name)
+    return paths
 
 
 def resolve_workers(value: int | str) -> int:
