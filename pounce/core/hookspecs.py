@@ -117,6 +117,27 @@ def pounce_wrap_app(config: ServerConfig, app: Any) -> Any:
     """
 
 
+# -- CONNECTION -----------------------------------------------------------
+
+
+@hookspec
+def pounce_wrap_protocol(config: ServerConfig, factory: Any) -> Any:
+    """Return a protocol factory wrapping ``factory``, or None to leave it alone.
+
+    ``factory`` is a zero-argument callable returning a fresh
+    ``asyncio.Protocol`` for an accepted connection (the core's HTTP one,
+    or an inner plugin's wrapper). The returned callable is what the event loop
+    calls per connection. Its protocol sees the connection first (inside TLS:
+    with ``[tls]`` it gets decrypted bytes) and then hands the transport on
+    with ``transport.set_protocol(inner)`` and ``inner.connection_made(...)``,
+    passing the transport itself or a delegating one whose ``get_extra_info``
+    answers differently (``peername`` for the PROXY protocol).
+    Wrappers are applied in hook-call order like ``pounce_wrap_app``. Called
+    once per worker; when no plugin answers, the core's factory is used as
+    is, so the hook costs nothing per connection.
+    """
+
+
 # -- LIFESPAN -------------------------------------------------------------
 
 

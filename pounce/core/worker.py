@@ -111,6 +111,30 @@ def wrap_app(manager: PounceManager, config: ServerConfig, app: Any) -> Any:
     return app
 
 
+def wrap_protocol(manager: PounceManager, config: ServerConfig, factory: Callable[[], Any]) -> Any:
+    """Apply ``pounce_wrap_protocol`` wrappers once per worker.
+
+    With no wrapper the core's own factory comes back unchanged, so the
+    connection-level extension point costs nothing per connection.
+    """
+    for impl in reversed(manager.hook.pounce_wrap_protocol.get_hookimpls()):
+        args = {"config": config, "factory": factory}
+        try:
+            wrapped = impl.function(**{a: args[a] for a in impl.argnames})
+        except Exception as exc:
+            from pounce.core.plugins import culprit_error
+
+            raise culprit_error(manager, exc, "pounce_wrap_protocol") from exc
+        if wrapped is not None:
+            if not callable(wrapped):
+                from pounce.core.errors import PluginError
+
+                raise PluginError(manager.get_name(impl.plugin) or "?", "pounce_wrap_protocol",
+                                  TypeError(f"expected a callable protocol factory, found {wrapped!r}"))
+            factory = wrapped
+    return factory
+
+
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """TCP_NODELAY on every TCP connection, whatever made its socket."""
     sock = transport.get_extra_info("socket")
@@ -156,6 +180,9 @@ class Worker:
 
         def factory() -> asyncio.Protocol:
             return HttpProtocol(ctx)
+
+        if self.manager is not None:
+            factory = wrap_protocol(self.manager, self.config, factory)
 
         for sock in self.sockets:
             server = await self.loop.create_server(
