@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from pounce.core import hookspecs
-from pounce.core.errors import ConfigError, PluginError
+from pounce.core.errors import ConfigError, PluginError, PounceError
 from pounce.core.options import OptionRegistry
 
 ENTRY_POINT_GROUP = "pounce.plugins"
@@ -94,8 +94,8 @@ class PounceManager(pluggy.PluginManager):
             return super().register(plugin, name)
         except pluggy.PluginValidationError as exc:
             raise ConfigError(f"plugin {name!r} is invalid: {exc}") from None
-        except (PluginError, ConfigError):
-            raise
+        except PounceError:
+            raise  # deliberate, already user-facing
         except Exception as exc:
             raise culprit_error(self, exc, "registration") from exc
         finally:
@@ -135,8 +135,8 @@ class PounceManager(pluggy.PluginManager):
         the plugin whose implementation raised it."""
         try:
             return getattr(self.hook, hook)(**kwargs)
-        except (PluginError, ConfigError):
-            raise
+        except PounceError:
+            raise  # deliberate, already user-facing
         except Exception as exc:
             raise culprit_error(self, exc, hook) from exc
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pounce import __version__
 from pounce.core.config import ServerConfig
-from pounce.core.errors import PluginError
+from pounce.core.errors import PluginError, PounceError
 from pounce.core.lifecycle import (
     ConfigLoaded,
     LifecycleCollector,
@@ -229,11 +229,9 @@ class Server:
     def _configure(self) -> None:
         try:
             self.plugins.hook.pounce_configure.call_historic(kwargs={"config": self.config})
+        except PounceError:
+            raise
         except Exception as exc:
-            from pounce.core.errors import ConfigError
-
-            if isinstance(exc, ConfigError):
-                raise
             raise culprit_error(self.plugins, exc, "pounce_configure") from exc
 
     def _print_banner(self) -> None:
