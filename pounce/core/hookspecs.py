@@ -112,8 +112,9 @@ def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str] | str
 def pounce_wrap_app(config: ServerConfig, app: Any) -> Any:
     """Return an ASGI app wrapping ``app``, or None to leave it alone.
 
-    Wrappers are applied in hook-call order, each wrapping the previous result:
-    use ``tryfirst``/``trylast`` to place yours. Called once per worker.
+    Each wrapper wraps the result of the previous one; ``tryfirst`` wrappers
+    end up outermost (they see the request first), ``trylast`` innermost.
+    Called once per worker; the wrapped app also receives lifespan scopes.
     """
 
 

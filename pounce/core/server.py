@@ -97,6 +97,9 @@ class Server:
         config = self.config
         try:
             self.state = State.CONFIG
+            # Plugins registered through server.plugins.register() after
+            # __init__ may have declared options: give them their defaults.
+            config = self.config = self.config.with_defaults(manager.registry)
             # pounce_configure is historic: plugins registered after this
             # point still see the config when they register.
             self._configure()

@@ -98,8 +98,9 @@ def collect_observers(manager: PounceManager, config: ServerConfig) -> tuple[Obs
 
 
 def wrap_app(manager: PounceManager, config: ServerConfig, app: Any) -> Any:
-    """Apply ``pounce_wrap_app`` wrappers in hook-call order."""
-    for impl in reversed(manager.hook.pounce_wrap_app.get_hookimpls()):
+    """Apply ``pounce_wrap_app`` wrappers so that a ``tryfirst`` wrapper ends
+    up outermost: it sees each request first, like the first middleware."""
+    for impl in manager.hook.pounce_wrap_app.get_hookimpls():
         try:
             wrapped = impl.function(**{a: {"config": config, "app": app}[a] for a in impl.argnames})
         except Exception as exc:
