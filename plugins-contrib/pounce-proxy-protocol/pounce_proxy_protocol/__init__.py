@@ -16,7 +16,6 @@ from importlib import metadata
 from typing import Any
 
 from pounce import ConfigError, hookimpl
-
 from pounce_proxy_protocol.connection import ProxyProtocolReader, Settings, Trust
 from pounce_proxy_protocol.parser import ProxyHeader, ProxyHeaderError, parse, v1_header, v2_header
 

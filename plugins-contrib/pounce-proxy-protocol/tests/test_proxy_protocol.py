@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pounce.testing import ServerProcess, ServerThread, run_pounce
 from pounce_proxy_protocol import ProxyHeaderError, parse, v1_header, v2_header
 from pounce_proxy_protocol.parser import MissingHeader
+
+from pounce.testing import ServerProcess, ServerThread, run_pounce
 
 REQUEST = b"GET / HTTP/1.1\r\nhost: example\r\n\r\n"
 CLIENT = ("203.0.113.7", 55123)
