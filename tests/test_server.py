@@ -205,3 +205,11 @@ def test_pounce_run_programmatic() -> None:
     server.shutdown()
     t.join(10)
     assert not t.is_alive()
+
+
+def test_uds_permissions(serve, tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "perm.sock"
+    serve(hello, uds=str(path), uds_permissions="600")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

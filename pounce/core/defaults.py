@@ -34,6 +34,17 @@ def _check_header(value: str) -> None:
         raise OptionValueError('"NAME:VALUE" header strings')
 
 
+def _check_octal(value: str) -> None:
+    from pounce.core.options import OptionValueError
+
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise OptionValueError('an octal file mode such as "660"') from None
+    if not 0 <= mode <= 0o777:
+        raise OptionValueError('an octal file mode such as "660"')
+
+
 @hookimpl
 def pounce_add_options(options: OptionRegistry) -> None:
     add = options.add
@@ -49,6 +60,9 @@ def pounce_add_options(options: OptionRegistry) -> None:
         min=0, max=65535)
     add("server", "uds", "str", None, "Bind a unix domain socket at this path instead of host/port.",
         cli="--uds", nullable=True, metavar="PATH")
+    add("server", "uds_permissions", "str", None,
+        'Octal file mode for the unix socket, e.g. "660" (default: umask decides).',
+        cli="--uds-permissions", nullable=True, metavar="MODE", validator=_check_octal)
     add("server", "fd", "int", None, "Serve on an inherited listening socket file descriptor.",
         cli="--fd", nullable=True, min=0)
     add("server", "workers", "int", 1, 'Number of workers; "auto" means one per CPU.',
@@ -88,6 +102,9 @@ def pounce_add_options(options: OptionRegistry) -> None:
     add("http", "max_incomplete_event_size", "int", 16384,
         "Largest request line plus headers, in bytes (431 or 414 beyond).",
         cli="--h11-max-incomplete-event-size", min=1024)
+    add("http", "max_request_body_size", "int", 0,
+        "Largest request body in bytes, chunked ones counted as they arrive (413 beyond); 0: no limit.",
+        cli="--max-request-body-size", min=0)
     add("http", "timeout_request_header", "float", 10.0,
         "Close a connection whose request headers take longer than this.",
         cli="--timeout-request-header", min=0)
