@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One command for the whole benchmark on a fresh machine:
+#   bash benchmarks/run.sh [bench.py options]     (or: make bench)
+# Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
+# and uvloop, matplotlib, py-spy), installs wrk with apt-get when it is
+# missing, raises the open-file limit for the 10,000-connection scenario,
+# then runs bench.py. Results land in benchmarks/results/.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(dirname "$here")"
+venv="$here/.venv"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "bench: creating $venv" >&2
+  "$python" -m venv "$venv"
+fi
+stamp="$venv/.bench-stamp"
+want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bench: installing pounce, uvicorn[standard], matplotlib, py-spy into $venv" >&2
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e "$repo" "uvicorn[standard]" httptools uvloop wsproto \
+    websockets matplotlib py-spy
+  echo "$want" > "$stamp"
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "bench: installing wrk" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends wrk
+fi
+
+# The idle scenario holds 10,000 connections: client and server each need
+# that many descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10240 ]; then
+  echo "bench: open-file limit is $(ulimit -n); the 10k idle scenario needs more (use --idle-conns)" >&2
+fi
+
+cd "$here"
+exec "$venv/bin/python" "$here/bench.py" "$@"
