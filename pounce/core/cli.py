@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from pounce import __version__
-from pounce.core.config import _raw_plugin_settings, find_config_file, load_config, read_toml
+from pounce.core.config import find_config_file, load_config, plugin_settings, read_toml
 from pounce.core.errors import PounceError
 from pounce.core.options import Option, OptionRegistry
 from pounce.core.plugins import PounceManager, build_plugin_manager
@@ -127,9 +128,7 @@ def _main(argv: list[str]) -> int:
     path, pyproject = find_config_file(pre.config)
     toml = read_toml(path, pyproject) if path is not None else {}
     pre_cli = {("plugins", "enable"): _split(pre.plugin), ("plugins", "disable"): _split(pre.no_plugin)}
-    import os
-
-    enable, disable, autoload = _raw_plugin_settings(toml, os.environ, pre_cli, {})
+    enable, disable, autoload = plugin_settings(toml, os.environ, pre_cli, {})
     manager = build_plugin_manager(enable=enable, disable=disable, autoload=autoload)
     parser = build_parser(manager.registry)
     args = parser.parse_args(argv)

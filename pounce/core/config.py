@@ -216,7 +216,7 @@ def _coerce(option: Option, raw: Any, where: str, from_text: bool) -> Any:
         raise ConfigError(f"{where}: expected {exc}, found {describe_found(raw)}") from None
 
 
-def _raw_plugin_settings(
+def plugin_settings(
     toml: Mapping[str, Any], env: Mapping[str, str], cli: Mapping[Key, Any], overrides: Mapping[str, Any]
 ) -> tuple[list[str], list[str], bool]:
     """Read ``[plugins]`` before the registry exists: it decides which plugins
@@ -272,7 +272,7 @@ def load_config(
     label = str(file_path) if file_path is not None else None
     if manager_factory is None:
         from pounce.core.plugins import build_plugin_manager as manager_factory
-    enable, disable, autoload = _raw_plugin_settings(toml_data, env, cli, overrides)
+    enable, disable, autoload = plugin_settings(toml_data, env, cli, overrides)
     manager = manager_factory(enable=enable, disable=disable, autoload=autoload, extra=extra_plugins)
     registry = manager.registry
     values: dict[Key, Any] = {(o.section, o.key): o.default for o in registry}
