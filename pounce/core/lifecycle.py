@@ -65,6 +65,24 @@ class WorkerSpawned(LifecycleEvent):
 
 
 @dataclass(frozen=True)
+class WorkerReady(LifecycleEvent):
+    """A supervised worker is accepting connections."""
+
+    worker_id: int
+
+
+@dataclass(frozen=True)
+class WorkerDraining(LifecycleEvent):
+    """A supervised worker was told to stop accepting and finish its requests.
+
+    ``reason``: ``shutdown``, ``restart``, ``max_requests`` or ``scale-down``.
+    """
+
+    worker_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class WorkerExited(LifecycleEvent):
     worker_id: int
     exitcode: int | None

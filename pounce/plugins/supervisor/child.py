@@ -1,0 +1,156 @@
+"""Entry point of a worker process.
+
+The process starts from a fresh interpreter (``python -c``), never from a
+fork of the supervisor, so it shares no event loop, thread or lock with it.
+It rebuilds what cannot cross a process boundary — the plugin manager, the
+option registry, the app, the TLS context — and runs the app's lifespan
+itself, so per-process resources (connection pools) live where they are used.
+
+Exit status: 0 after a clean stop, 3 when the lifespan startup failed, 1 for
+anything else (the error is logged on stderr first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import pickle
+import signal
+import socket
+from typing import Any
+
+from pounce.core.errors import LifespanError, PounceError
+from pounce.plugins.supervisor.workers import BEAT, EXIT_LIFESPAN, READY, RETIRE, ChildSpec, close_quietly
+
+logger = logging.getLogger("pounce.supervisor")
+
+
+class StatusPipe:
+    """The write end of the pipe to the supervisor; never blocks, never raises."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def send(self, code: bytes) -> None:
+        try:
+            os.write(self.fd, code)
+        except OSError:
+            pass  # supervisor gone or pipe full: the heartbeat check copes
+
+
+def main(blob: str) -> int:
+    # Ctrl-C reaches the whole process group; the supervisor decides how
+    # workers stop, so a worker ignores SIGINT and waits for SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spec: ChildSpec = pickle.loads(base64.b64decode(blob))
+    status = StatusPipe(spec.status_fd)
+    try:
+        _run(spec, status)
+    except LifespanError as exc:
+        logger.error("worker %d: %s", spec.worker_id, exc)
+        return EXIT_LIFESPAN
+    except PounceError as exc:
+        logger.error("worker %d: %s", spec.worker_id, exc)
+        return exc.exit_code
+    except Exception:
+        logger.exception("worker %d crashed", spec.worker_id)
+        return 1
+    return 0
+
+
+def _load_plugins(spec: ChildSpec) -> list[object]:
+    plugins: list[object] = []
+    for blob in spec.plugins:
+        try:
+            plugins.append(pickle.loads(blob))
+        except Exception as exc:  # noqa: BLE001 - the worker still serves
+            logger.warning("worker %d: a programmatic plugin could not be rebuilt: %s", spec.worker_id, exc)
+    return plugins
+
+
+def _run(spec: ChildSpec, status: StatusPipe) -> None:
+    from pounce.core.appload import load_app
+    from pounce.core.defaults import run_loop
+    from pounce.core.plugins import build_plugin_manager, culprit_error
+    from pounce.core.server import ensure_log_output
+
+    section = spec.config.section("plugins")
+    # A worker never reloads: the file watcher belongs to the parent.
+    disable = sorted(set(section.get("disable", ())) | {"reload"})
+    manager = build_plugin_manager(
+        enable=section.get("enable", ()), disable=disable,
+        autoload=bool(section.get("autoload", False)), extra=_load_plugins(spec),
+    )
+    config = spec.config.with_defaults(manager.registry)
+    try:
+        manager.hook.pounce_configure.call_historic(kwargs={"config": config})
+    except PounceError:
+        raise
+    except Exception as exc:
+        raise culprit_error(manager, exc, "pounce_configure") from exc
+    ensure_log_output()
+    sockets = [socket.socket(fileno=fd) for fd in spec.fds]
+    try:
+        app = load_app(spec.app_path, factory=config.factory, app_dir=config.app_dir)
+        tls = manager.call("pounce_tls_context", config=config)
+        run_loop(_serve(spec, config, manager, app, tls, sockets, status), config.loop)
+    finally:
+        close_quietly(sockets)
+        manager.call("pounce_unconfigure", config=config)
+
+
+async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
+                 sockets: list[socket.socket], status: StatusPipe) -> None:
+    from pounce.core.lifespan import Lifespan
+    from pounce.core.worker import Worker, WorkerContext, collect_observers, wrap_app
+
+    loop = asyncio.get_running_loop()
+    holder: dict[str, Any] = {"worker": None, "signals": 0}
+
+    def on_term() -> None:
+        # First SIGTERM drains, a second one aborts open connections.
+        holder["signals"] += 1
+        worker = holder["worker"]
+        if worker is not None:
+            worker.stop(holder["signals"] > 1)
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    app = wrap_app(manager, config, app)
+    lifespan = Lifespan(app, config.lifespan)
+    await lifespan.startup()
+    manager.call("pounce_lifespan_startup", config=config, state=lifespan.state)
+    try:
+        ctx = WorkerContext(
+            config, app, observers=collect_observers(manager, config), tls=tls,
+            worker_id=spec.worker_id, state=lifespan.state,
+        )
+        ctx.max_requests = spec.max_requests
+        ctx.on_request_limit = lambda: status.send(RETIRE)
+        worker = Worker(ctx, sockets, manager=manager)
+        holder["worker"] = worker
+        await worker.start()
+        if holder["signals"]:
+            worker.stop(holder["signals"] > 1)
+        status.send(READY)
+
+        def beat() -> None:
+            status.send(BEAT)
+            if os.getppid() != spec.parent_pid:
+                logger.warning("worker %d: supervisor is gone; stopping", spec.worker_id)
+                worker.stop()
+            handle[0] = loop.call_later(spec.heartbeat, beat)
+
+        handle = [loop.call_later(spec.heartbeat, beat)]
+        try:
+            await worker.wait_stopped()
+            await worker.drain(config.timeout_graceful_shutdown)
+        finally:
+            handle[0].cancel()
+    finally:
+        try:
+            manager.call("pounce_lifespan_shutdown", config=config, state=lifespan.state)
+        finally:
+            await lifespan.shutdown()
