@@ -4,6 +4,18 @@ h11 owns the protocol state (parsing, framing, keep-alive rules); this module
 owns bytes moving in and out, timers, flow control, and the ASGI ``http``
 request cycle. One :class:`HttpProtocol` per connection, one
 :class:`RequestCycle` per request.
+
+Connection life, in the order the timers see it::
+
+    connection_made ─ header timer ─▶ Request ─ app runs ─▶ response done
+          ▲                                                     │
+          └── first byte ◀─ keep-alive timer ◀─ (body drained) ─┘
+
+What is refused before the app sees anything (all answered with an error
+status and a closed connection): anything h11 refuses, obs-fold, a version
+that is not 1.x (505), Content-Length together with Transfer-Encoding, a
+transfer coding on HTTP/1.0, a target that is not origin-form, absolute-form
+or ``OPTIONS *``, a body over ``max_request_body_size`` (413).
 """
 
 from __future__ import annotations
@@ -23,10 +35,21 @@ logger = logging.getLogger("pounce.worker")
 
 # Stop reading from the socket while this much request body waits for the app.
 BODY_HIGH_WATER = 65536
+# After a response, at most this much unread request body is read and thrown
+# away to keep the connection; a longer one closes the connection instead.
+DRAIN_LIMIT = 65536
 
 _REASONS = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _NO_BODY_STATUS = frozenset({204, 304})
+_TRAILERS_EXTENSION: dict[str, Any] = {}
+
+
+class ClientDisconnected(OSError):
+    """``send()`` on a connection the client has gone from (ASGI HTTP 2.4).
+
+    Raised into the app, which may clean up; never logged as an error.
+    """
 
 
 def _reason(status: int) -> bytes:
@@ -50,13 +73,71 @@ def error_response(ctx: WorkerContext, status: int, text: str | None = None) -> 
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+# -- stricter request heads ----------------------------------------------------
+#
+# h11 unfolds obs-fold header lines (RFC 9112 allows either that or a 400).
+# Folding is a classic request-smuggling lever between a proxy and a server
+# that disagree about it, so pounce rejects it. h11 picks its reader for the
+# request head from a table; the connection subclass below swaps in a reader
+# that refuses continuation lines and otherwise does exactly what h11's does.
+# If a future h11 moves these internals, pounce falls back to h11's reader.
+
+try:
+    from h11._readers import READERS as _H11_READERS
+    from h11._readers import _decode_header_lines, request_line_re
+    from h11._util import validate as _validate
+
+    _H11_HEAD_READER: Any = _H11_READERS[(h11.CLIENT, h11.IDLE)]
+except (ImportError, KeyError, AttributeError):  # pragma: no cover - other h11
+    _H11_HEAD_READER = None
+
+
+class _Connection(h11.Connection):
+    """h11's server connection with a stricter request-head reader: no
+    obs-fold, and the size limit applied to complete heads too (h11 applies
+    ``max_incomplete_event_size`` only to heads still incomplete, so a large
+    head that arrives in one read would otherwise pass)."""
+
+    def __init__(self, role: Any, max_incomplete_event_size: int) -> None:
+        self._head_limit = max_incomplete_event_size
+        self._head_reader = self._read_request_head
+        super().__init__(role, max_incomplete_event_size=max_incomplete_event_size)
+
+    def _get_io_object(self, role: Any, event: Any, io_dict: Any) -> Any:
+        reader = super()._get_io_object(role, event, io_dict)
+        if reader is _H11_HEAD_READER:
+            return self._head_reader
+        return reader
+
+    def _read_request_head(self, buf: Any) -> h11.Request | None:
+        before = len(buf)
+        lines = buf.maybe_extract_lines()
+        if lines is None:
+            if buf.is_next_line_obviously_invalid_request_line():
+                raise h11.LocalProtocolError("illegal request line")
+            return None
+        if not lines:
+            raise h11.LocalProtocolError("no request line received")
+        if before - len(buf) > self._head_limit:
+            too_long = len(lines[0]) > self._head_limit
+            raise h11.LocalProtocolError("request head too large", error_status_hint=414 if too_long else 431)
+        for line in lines:
+            if line[:1] in (b" ", b"\t"):
+                raise h11.LocalProtocolError("obs-fold (folded header line) is not accepted")
+        matches = _validate(request_line_re, lines[0], "illegal request line: {!r}", lines[0])
+        return h11.Request(headers=list(_decode_header_lines(lines[1:])), _parsed=True, **matches)
+
+
+_ConnectionClass: Any = _Connection if _H11_HEAD_READER is not None else h11.Connection
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=ctx.max_incomplete_event_size)
+        self.conn = _ConnectionClass(h11.SERVER, ctx.max_incomplete_event_size)
         self.transport: asyncio.Transport | None = None
         self.cycle: RequestCycle | None = None
         self.client: tuple[str, int] | None = None
@@ -69,6 +150,15 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.read_paused = False
         self.write_paused = False
+        # Over limit_concurrency when accepted: its first request gets 503.
+        self.over_limit = False
+        # True while the header timer runs (between the first byte of a
+        # request head and the complete head): it is armed once, not per byte.
+        self.reading_head = False
+        # Bytes of unread request body still allowed to be thrown away after
+        # the response; -1 when not draining.
+        self.drain_left = -1
+        self.max_body: int = ctx.config.http.max_request_body_size
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -92,10 +182,15 @@ class HttpProtocol(asyncio.Protocol):
 
             self.scheme = "https"
             self.extensions = {"tls": tls_extension(ssl_object)}
-        proxy = self.ctx.proxy
+        ctx = self.ctx
+        proxy = ctx.proxy
         self.trusted_proxy = proxy is not None and proxy.trusts(self.client[0] if self.client else None)
-        self.ctx.connections.add(self)
-        self._set_timer(self.ctx.header_timeout, self._on_header_timeout)
+        connections = ctx.connections
+        connections.add(self)
+        if ctx.limit_concurrency and len(connections) > ctx.limit_concurrency:
+            self.over_limit = True
+        self.reading_head = True
+        self._set_timer(ctx.header_timeout, self._on_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -108,8 +203,10 @@ class HttpProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self.cycle is None and self._timer is not None and self.conn.their_state is h11.IDLE:
-            # First bytes of a new request on an idle keep-alive connection.
+        if not self.reading_head and self.cycle is None and self.drain_left < 0:
+            # First bytes of a new request on an idle keep-alive connection:
+            # the keep-alive timer gives way to the header timer, once.
+            self.reading_head = True
             self._set_timer(self.ctx.header_timeout, self._on_header_timeout)
         self.conn.receive_data(data)
         self._handle_events()
@@ -147,12 +244,23 @@ class HttpProtocol(asyncio.Protocol):
             if kind is h11.Data:
                 cycle = self.cycle
                 if cycle is not None:
-                    cycle.feed(event.data)  # type: ignore[union-attr]
-                    if cycle.buffered > BODY_HIGH_WATER:
+                    if cycle.feed(event.data):  # type: ignore[union-attr]
                         self._pause_reading()
+                    elif cycle.too_large:
+                        self._reject(413, "request body too large")
+                        return
+                else:
+                    self.drain_left -= len(event.data)  # type: ignore[union-attr]
+                    if self.drain_left < 0:
+                        self._close()
+                        return
             elif kind is h11.EndOfMessage:
                 if self.cycle is not None:
                     self.cycle.feed_end()
+                elif self.drain_left >= 0:
+                    self.drain_left = -1
+                    self._next_cycle()
+                    return
             elif kind is h11.Request:
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is h11.ConnectionClosed:
@@ -162,23 +270,80 @@ class HttpProtocol(asyncio.Protocol):
 
     def _on_request(self, event: h11.Request) -> None:
         self._cancel_timer()
+        self.reading_head = False
         ctx = self.ctx
-        if event.http_version not in (b"1.1", b"1.0"):
+        version = event.http_version
+        if version != b"1.1" and version[:2] != b"1.":
             self._reject(505, "HTTP version not supported")
             return
-        upgrade = _header(event.headers, b"upgrade")
+        # One pass over the headers for everything the core needs to know.
+        upgrade = te = None
+        has_length = has_coding = False
+        max_body = self.max_body
+        for name, value in event.headers:
+            if name == b"content-length":
+                has_length = True
+                if max_body and int(value) > max_body:
+                    self._reject(413, "request body too large")
+                    return
+            elif name == b"transfer-encoding":
+                has_coding = True
+            elif name == b"upgrade":
+                upgrade = value
+            elif name == b"te":
+                te = value
+        if has_coding and (has_length or version == b"1.0"):
+            # RFC 9112 6.1: both framings at once may be rejected and must not
+            # keep the connection; HTTP/1.0 has no transfer codings at all.
+            # Disagreeing framings are the lever of request smuggling: refuse.
+            self._reject(400, "ambiguous request framing")
+            return
+        target = event.target
+        if target[:1] != b"/":
+            event = self._other_target_form(event)  # type: ignore[assignment]
+            if event is None:
+                return
         if upgrade is not None and upgrade.lower() == b"websocket":
             from pounce.core.websocket import handle_upgrade
 
             handle_upgrade(self, event)
             return
-        if ctx.shutting_down or (ctx.limit_concurrency and len(ctx.connections) > ctx.limit_concurrency):
+        if ctx.shutting_down or self.over_limit:
             self._reject(503, "Service Unavailable")
             return
         scope = self.build_scope(event, "http")
         cycle = RequestCycle(self, scope, event)
+        if te is not None and b"trailers" in te.lower():
+            scope["extensions"]["http.response.trailers"] = _TRAILERS_EXTENSION
+            cycle.trailers_accepted = True
         self.cycle = cycle
         cycle.task = self.loop.create_task(cycle.run(ctx.app))
+
+    def _other_target_form(self, event: h11.Request) -> h11.Request | None:
+        """Targets that are not origin-form (rare): ``OPTIONS *`` passes as is;
+        absolute-form becomes origin-form with ``host`` from the URI (RFC 9112
+        3.2.2); anything else (authority-form, junk) gets 400."""
+        target = event.target
+        if target == b"*":
+            if event.method == b"OPTIONS":
+                return event
+        elif target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+            rest = target.partition(b"://")[2]
+            end = len(rest)
+            for stop in (b"/", b"?", b"#"):
+                index = rest.find(stop)
+                if 0 <= index < end:
+                    end = index
+            authority, tail = rest[:end], rest[end:]
+            if authority and b"@" not in authority:
+                headers = [(n, v) for n, v in event.headers if n != b"host"]
+                headers.append((b"host", authority))
+                return h11.Request(
+                    method=event.method, headers=headers, http_version=event.http_version,
+                    target=tail if tail[:1] == b"/" else b"/" + tail,
+                )
+        self._reject(400, "unsupported request target form")
+        return None
 
     def build_scope(self, event: h11.Request, kind: str) -> dict[str, Any]:
         """The ASGI scope for a request (``http``) or a handshake (``websocket``)."""
@@ -191,7 +356,7 @@ class HttpProtocol(asyncio.Protocol):
         scope: dict[str, Any] = {
             "type": kind,
             "asgi": _ASGI,
-            "http_version": "1.1" if event.http_version == b"1.1" else "1.0",
+            "http_version": "1.0" if event.http_version == b"1.0" else "1.1",
             "scheme": scheme,
             "path": root + path if root else path,
             "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
@@ -216,12 +381,22 @@ class HttpProtocol(asyncio.Protocol):
         if self.closed:
             return
         conn = self.conn
-        if (
-            not self.keep_alive
-            or self.ctx.shutting_down
-            or conn.our_state is not h11.DONE
-            or conn.their_state is not h11.DONE
-        ):
+        if not self.keep_alive or self.ctx.shutting_down or conn.our_state is not h11.DONE:
+            self._close()
+            return
+        if conn.their_state is h11.SEND_BODY:
+            # The app answered without reading the whole body: read and drop
+            # the rest (bounded) so the next request starts at a clean edge.
+            self.drain_left = DRAIN_LIMIT
+            self._set_timer(self.ctx.header_timeout or self.ctx.keep_alive_timeout, self._close)
+            self._resume_reading()
+            self._handle_events()
+            return
+        self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        conn = self.conn
+        if conn.their_state is not h11.DONE:
             self._close()
             return
         try:
@@ -248,17 +423,27 @@ class HttpProtocol(asyncio.Protocol):
     # -- closing ---------------------------------------------------------------
 
     def _reject(self, status: int, text: str) -> None:
-        """Answer a bad request with ``status`` and close the connection."""
+        """Answer a bad request with ``status`` and close the connection.
+
+        A request in flight is cut off: its app sees ``http.disconnect`` and
+        nothing more of the request.
+        """
         if status == 431:
             pending, _ = self.conn.trailing_data
-            if b"\n" not in pending:
-                status = 414  # the request line alone is too long
+            if pending and b"\n" not in pending:
+                status = 414  # h11's own limit hit inside the request line
         if status < 400:
             status = 400
-        if self.cycle is None or not self.cycle.response_started:
+        cycle = self.cycle
+        if cycle is None or not cycle.headers_sent:
             self.write(error_response(self.ctx, status))
+            if cycle is not None:
+                cycle.status = status
+                cycle.response_started = cycle.headers_sent = cycle.response_complete = True
         logger.debug("rejected request from %s: %s %s", self.client, status, text)
         self._close()
+        if cycle is not None:
+            cycle.on_disconnect()
 
     def _close(self) -> None:
         self._cancel_timer()
@@ -294,6 +479,7 @@ class HttpProtocol(asyncio.Protocol):
             self._timer = None
 
     def _on_header_timeout(self) -> None:
+        """Slowloris guard: the request head did not arrive in time."""
         self._timer = None
         if self.cycle is None:
             self._close()
@@ -309,13 +495,6 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()  # type: ignore[union-attr]
 
 
-def _header(headers: Any, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
 class RequestCycle:
     """One ASGI ``http`` request: the app's ``receive`` and ``send``."""
 
@@ -325,26 +504,42 @@ class RequestCycle:
         self.task: asyncio.Task[None] | None = None
         self.started_at = time.perf_counter()
         self.head = request.method == b"HEAD"
+        self.http10 = request.http_version == b"1.0"
         self.body: list[bytes] = []
         self.buffered = 0
+        self.received = 0
+        self.max_body = protocol.max_body
+        self.too_large = False
         self.body_complete = False
         self.body_delivered = False
         self.disconnected = False
         self.response_started = False
         self.response_complete = False
         self.headers_sent = False
+        self.trailers_accepted = False
+        self.trailers_expected = False
+        self.chunked = False
+        self.body_complete_out = False
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] = []
         self.bytes_sent = 0
-        self.expect_continue = _header(request.headers, b"expect") == b"100-continue"
         self._waiter: asyncio.Future[None] | None = None
 
     # -- feeding from the protocol ---------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bool:
+        """Queue body bytes for the app; True when reading should pause."""
         self.body.append(data)
-        self.buffered += len(data)
+        size = len(data)
+        self.buffered += size
+        if self.max_body:
+            self.received += size
+            if self.received > self.max_body:
+                self.too_large = True
+                return False
         self._wake()
+        return self.buffered > BODY_HIGH_WATER
 
     def feed_end(self) -> None:
         self.body_complete = True
@@ -362,30 +557,37 @@ class RequestCycle:
     # -- ASGI ----------------------------------------------------------------------
 
     async def run(self, app: Any) -> None:
+        protocol = self.protocol
         try:
-            await app(self.scope, self.receive, self.send)
+            if not self.disconnected:
+                # (A request refused while it was still being read, in the same
+                # data as its head, never reaches the app.)
+                await app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
             pass
-        except Exception:
-            logger.exception(
-                "error in ASGI app: %s %s", self.scope.get("method"), self.scope.get("path")
-            )
-            if not self.response_started:
-                await self._send_500()
+        except Exception as exc:
+            if not (isinstance(exc, ClientDisconnected) or self.disconnected):
+                logger.exception(
+                    "error in ASGI app: %s %s", self.scope.get("method"), self.scope.get("path")
+                )
+            if not self.headers_sent:
+                self._send_500()
+            elif not self.response_complete:
+                # Part of a response is on the wire: it cannot be replaced or
+                # finished, so the only honest end is closing the connection.
+                protocol._close()
             else:
-                self.protocol.keep_alive = False
-                if not self.response_complete:
-                    self.protocol._close()
+                protocol.keep_alive = False
         else:
             if not self.response_started:
-                await self._send_500()
+                self._send_500()
             elif not self.response_complete:
-                # The app returned in the middle of its body: the response cannot
-                # be completed, so the connection cannot be reused.
-                self.protocol._close()
+                # The app returned in the middle of its response: the response
+                # cannot be completed, so the connection cannot be reused.
+                protocol._close()
         finally:
             self._report()
-            self.protocol.cycle_done(self)
+            protocol.cycle_done(self)
 
     def _report(self) -> None:
         observers = self.protocol.ctx.observers
@@ -397,19 +599,19 @@ class RequestCycle:
                 except Exception:
                     logger.exception("request observer failed")
 
-    async def _send_500(self) -> None:
+    def _send_500(self) -> None:
         if not self.disconnected and not self.protocol.closed:
             self.status = 500
             self.protocol.keep_alive = False
             self.protocol.write(error_response(self.protocol.ctx, 500))
-            self.response_started = self.response_complete = True
+            self.response_started = self.headers_sent = self.response_complete = True
 
     async def receive(self) -> dict[str, Any]:
         protocol = self.protocol
-        if self.expect_continue and not self.response_started:
-            self.expect_continue = False
-            if protocol.conn.their_state is h11.SEND_BODY:
-                protocol.write(protocol.conn.send(h11.InformationalResponse(status_code=100, headers=[])))  # type: ignore[arg-type]
+        if not self.response_started and protocol.conn.they_are_waiting_for_100_continue:
+            # The client holds its body back until told to go on; tell it now
+            # that the app asks for the body, not before.
+            protocol.write(protocol.conn.send(h11.InformationalResponse(status_code=100, headers=[])))  # type: ignore[arg-type]
         while not (
             self.disconnected
             or self.response_complete
@@ -432,7 +634,35 @@ class RequestCycle:
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
         protocol = self.protocol
+        if kind == "http.response.body":
+            if not self.response_started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.response_complete or (self.trailers_expected and self.body_complete_out):
+                return  # the spec: messages after the response are ignored
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            conn = protocol.conn
+            out = []
+            if not self.headers_sent:
+                out.append(conn.send(self._response(body, more)))
+            if body and not self.head and self.status not in _NO_BODY_STATUS:
+                out.append(conn.send(h11.Data(data=body)))
+                self.bytes_sent += len(body)
+            if not more:
+                if self.trailers_expected:
+                    self.body_complete_out = True
+                else:
+                    out.append(conn.send(h11.EndOfMessage()))
+                    self.response_complete = True
+                    self._wake()
+            self.headers_sent = True
+            protocol.write(b"".join(out))  # type: ignore[arg-type]
+            if more and protocol.write_paused:
+                await protocol.drain()
+            return
         if kind == "http.response.start":
             if self.response_started:
                 raise RuntimeError("http.response.start sent twice")
@@ -442,40 +672,38 @@ class RequestCycle:
             self.response_started = True
             self.status = status
             self.response_headers = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ())]
+            if message.get("trailers", False):
+                self.trailers_expected = True
+                self.body_complete_out = False
+            if protocol.conn.they_are_waiting_for_100_continue:
+                # The client never got its 100 and may or may not send the
+                # body now: the connection cannot be reused safely.
+                protocol.keep_alive = False
             return
-        if kind == "http.response.body":
-            if not self.response_started:
-                raise RuntimeError("http.response.body sent before http.response.start")
-            if self.response_complete:
-                raise RuntimeError("http.response.body sent after the response ended")
-            if self.disconnected:
+        if kind == "http.response.trailers":
+            if not self.trailers_expected or self.response_complete:
+                raise RuntimeError("http.response.trailers without trailers=True in http.response.start")
+            if not self.body_complete_out:
+                raise RuntimeError("http.response.trailers before the last http.response.body")
+            self.trailers.extend((bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ()))
+            if message.get("more_trailers", False):
                 return
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            conn = protocol.conn
-            out = []
-            if not self.headers_sent:
-                out.append(conn.send(self._response(body, more)))
-                self.headers_sent = True
-            if body and not self.head and self.status not in _NO_BODY_STATUS:
-                out.append(conn.send(h11.Data(data=body)))
-                self.bytes_sent += len(body)
-            if not more:
-                out.append(conn.send(h11.EndOfMessage()))
-                self.response_complete = True
-                self._wake()
-            protocol.write(b"".join(out))  # type: ignore[arg-type]
-            if more and protocol.write_paused:
-                await protocol.drain()
+            trailers = self.trailers if self.chunked else []
+            protocol.write(protocol.conn.send(h11.EndOfMessage(headers=trailers)))  # type: ignore[arg-type]
+            self.response_complete = True
+            self._wake()
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} on an http connection")
 
     def _response(self, body: bytes, more: bool) -> h11.Response:
+        """The response head: default headers, the app's, and the framing."""
         headers = self.response_headers
-        has_length = has_server = has_date = False
+        has_length = has_server = has_date = has_coding = False
         for name, _ in headers:
-            if name == b"content-length" or name == b"transfer-encoding":
+            if name == b"content-length":
                 has_length = True
+            elif name == b"transfer-encoding":
+                has_coding = True
             elif name == b"server":
                 has_server = True
             elif name == b"date":
@@ -485,9 +713,18 @@ class RequestCycle:
             if (name == b"server" and has_server) or (name == b"date" and has_date):
                 continue
             final.append((name, value))
-        final.extend(headers)
-        if not has_length and not more and self.status not in _NO_BODY_STATUS and not self.head:
+        if has_coding:
+            # The spec: servers handle Transfer-Encoding themselves.
+            final.extend(h for h in headers if h[0] != b"transfer-encoding")
+        else:
+            final.extend(headers)
+        status = self.status
+        if status in _NO_BODY_STATUS:
+            pass
+        elif self.trailers_expected and self.trailers_accepted and not self.http10 and not has_length:
+            self.chunked = True  # h11 chooses chunked: no length header
+        elif not has_length and not more and not self.trailers_expected:
             final.append((b"content-length", b"%d" % len(body)))
         if not self.protocol.keep_alive:
             final.append((b"connection", b"close"))
-        return h11.Response(status_code=self.status, headers=final, reason=_reason(self.status))
+        return h11.Response(status_code=status, headers=final, reason=_reason(status))

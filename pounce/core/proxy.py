@@ -1,7 +1,14 @@
 """Which peers may tell us the real client, and reading what they say.
 
 Trust is decided once per connection (the peer address does not change);
-headers are read per request only when the peer is trusted.
+headers are read per request only when the peer is trusted, and only the
+rare requests that carry proxy headers pay for parsing them.
+
+A forwarding chain is read from the right: each proxy appends the address it
+received the request from, so the right-most entry that is *not* one of our
+trusted proxies is the real client. The left-most entry is whatever the client
+chose to send and is never believed on its own (taking it, as some servers do,
+lets any client behind a trusted proxy claim any address).
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_SCHEMES = frozenset({"http", "https", "ws", "wss"})
+
 
 class ProxyTrust:
     """``forwarded_allow_ips``: addresses, CIDR networks, ``*``, and
-    ``unix`` for unix-socket peers (always trusted when listed)."""
+    ``unix`` for unix-socket peers (trusted only when listed, or with ``*``)."""
 
     def __init__(self, allowed: Iterable[str]) -> None:
         self.any = False
@@ -28,13 +37,14 @@ class ProxyTrust:
                 self.any = True
             elif item in ("unix", "unix:"):
                 self.unix = True
-            else:
+            elif item:
                 try:
                     self.networks.append(ipaddress.ip_network(item, strict=False))
                 except ValueError:
                     self.names.add(item)
 
     def trusts(self, host: str | None) -> bool:
+        """Is a peer at ``host`` (None for a unix-socket peer) a trusted proxy?"""
         if self.any:
             return True
         if host is None:
@@ -47,62 +57,90 @@ class ProxyTrust:
             return False
         return any(address in network for network in self.networks)
 
-    @staticmethod
-    def apply(scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
-        """Rewrite ``client``, ``scheme`` and the host header from a trusted proxy.
+    def _pick(self, hops: list[str]) -> int:
+        """Index of the right-most hop that is not a trusted proxy (0 if all are)."""
+        for index in range(len(hops) - 1, -1, -1):
+            if not self.trusts(hops[index]):
+                return index
+        return 0
+
+    def apply(self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+        """Rewrite ``client``, ``scheme`` and the ``host`` header from a trusted proxy.
 
         RFC 7239 ``Forwarded`` wins over the ``X-Forwarded-*`` family when both
-        are present. The left-most address is the original client.
+        are present.
         """
-        forwarded = xff = proto = host = None
+        forwarded: list[bytes] = []
+        xff: list[bytes] = []
+        protos: list[bytes] = []
+        hosts: list[bytes] = []
         for name, value in headers:
             if name == b"forwarded":
-                forwarded = value
+                forwarded.append(value)
             elif name == b"x-forwarded-for":
-                xff = value
+                xff.append(value)
             elif name == b"x-forwarded-proto":
-                proto = value
+                protos.append(value)
             elif name == b"x-forwarded-host":
-                host = value
-        if forwarded is not None:
-            first = forwarded.split(b",")[0]
-            fwd_for = fwd_proto = fwd_host = None
-            for pair in first.split(b";"):
-                key, _, val = pair.strip().partition(b"=")
-                val = val.strip().strip(b'"')
-                key = key.strip().lower()
-                if key == b"for":
-                    fwd_for = val
-                elif key == b"proto":
-                    fwd_proto = val
-                elif key == b"host":
-                    fwd_host = val
-            if fwd_for is not None:
-                xff = fwd_for
-            if fwd_proto is not None:
-                proto = fwd_proto
-            if fwd_host is not None:
-                host = fwd_host
-        if xff is not None:
-            client = xff.split(b",")[0].strip().decode("latin-1")
-            port = 0
-            if client.startswith("["):
-                addr, _, rest = client[1:].partition("]")
-                client = addr
-                if rest.startswith(":") and rest[1:].isdigit():
-                    port = int(rest[1:])
-            elif client.count(":") == 1:
-                addr, _, port_text = client.partition(":")
-                if port_text.isdigit():
-                    client, port = addr, int(port_text)
-            if client:
-                scope["client"] = (client, port)
+                hosts.append(value)
+        client = proto = host = None
+        if forwarded:
+            client, proto, host = self._from_forwarded(b",".join(forwarded))
+        else:
+            hops = _split(xff)
+            index = self._pick(hops) if hops else -1
+            if hops:
+                client = hops[index]
+            proto_list = _split(protos)
+            if proto_list:
+                proto = proto_list[index] if len(proto_list) == len(hops) else proto_list[-1]
+            host_list = _split(hosts)
+            if host_list:
+                host = host_list[index] if len(host_list) == len(hops) else host_list[-1]
+        if client:
+            scope["client"] = _address(client)
         if proto is not None:
-            value = proto.split(b",")[0].strip().decode("latin-1").lower()
-            if value in ("http", "https", "ws", "wss"):
+            value = proto.lower()
+            if value in _SCHEMES:
                 if scope["type"] == "websocket":
                     value = "wss" if value in ("https", "wss") else "ws"
+                else:
+                    value = "https" if value in ("https", "wss") else "http"
                 scope["scheme"] = value
-        if host is not None:
-            value = host.split(b",")[0].strip()
-            scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"host"] + [(b"host", value)]
+        if host:
+            encoded = host.encode("latin-1")
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"host"] + [(b"host", encoded)]
+
+    def _from_forwarded(self, value: bytes) -> tuple[str | None, str | None, str | None]:
+        elements: list[dict[str, str]] = []
+        for element in value.decode("latin-1").split(","):
+            pairs: dict[str, str] = {}
+            for pair in element.split(";"):
+                key, sep, val = pair.partition("=")
+                if sep:
+                    pairs[key.strip().lower()] = val.strip().strip('"')
+            elements.append(pairs)
+        hops = [e.get("for", "") for e in elements]
+        chosen = elements[self._pick([_address(h)[0] for h in hops])] if elements else {}
+        return chosen.get("for"), chosen.get("proto"), chosen.get("host")
+
+
+def _split(values: list[bytes]) -> list[str]:
+    """Comma-separated header values (possibly repeated) as stripped strings."""
+    if not values:
+        return []
+    return [item.strip() for item in b",".join(values).decode("latin-1").split(",") if item.strip()]
+
+
+def _address(value: str) -> tuple[str, int]:
+    """``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1`` → (host, port)."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        addr, _, rest = value[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 0
+        return addr, port
+    if value.count(":") == 1:
+        addr, _, port_text = value.partition(":")
+        if port_text.isdigit():
+            return addr, int(port_text)
+    return value, 0
