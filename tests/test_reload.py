@@ -1,0 +1,402 @@
+"""The reload plugin, end to end: a real temp project, a real ``pounce
+--reload`` process, real file edits, real HTTP requests (bounded polling).
+
+The app imports ``helper1``, which imports ``helper2``: editing ``helper2``
+proves a module two imports deep is never stale. Every response carries the
+serving process id so tests can tell which server process answered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pounce.plugins.reload import ChangeFilter
+from pounce.testing import ServerThread, run_pounce
+from tests.conftest import subprocess_env
+
+APP = '''\
+import os
+
+import helper1
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = f"{helper1.value()} pid={os.getpid()}".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+HELPER1 = '''\
+import helper2
+
+
+def value():
+    return "v=" + helper2.VALUE
+'''
+
+
+def helper2(value: str, *, slow: float = 0.0) -> str:
+    """Source of the innermost helper; ``slow`` delays its import (a slow app start)."""
+    pre = f"import time\ntime.sleep({slow})\n" if slow else ""
+    return f"{pre}VALUE = {value!r}\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "helper1.py").write_text(HELPER1)
+    (tmp_path / "helper2.py").write_text(helper2("one"))
+    return tmp_path
+
+
+def get(url: str, timeout: float = 10.0) -> str:
+    """One request on a fresh connection (no keep-alive across reloads)."""
+    return httpx.get(url, timeout=timeout, headers={"connection": "close"}).text
+
+
+def value_of(text: str) -> str:
+    return text.split(" ")[0]
+
+
+def pid_of(text: str) -> int:
+    return int(text.rsplit("pid=", 1)[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_value(url: str, expected: str, timeout: float = 20.0) -> str:
+    """Poll until the app answers ``v=expected``; returns the full body."""
+    seen: list[str] = []
+
+    def check() -> str | None:
+        text = get(url)
+        seen.append(value_of(text))
+        return text if value_of(text) == f"v={expected}" else None
+
+    try:
+        return wait_for(check, timeout, f"v={expected}")
+    except AssertionError:
+        raise AssertionError(f"never saw v={expected}; last answers: {seen[-5:]}") from None
+
+
+def count(proc: Any, pattern: str) -> int:
+    return len(re.findall(pattern, proc.output()))
+
+
+def child_pids(proc: Any) -> set[int]:
+    """Every server process the parent reported serving."""
+    text = proc.output()
+    return {int(p) for p in re.findall(r"process (\d+) serves the new code", text)} | {
+        int(p) for p in re.findall(r"server process (\d+) is serving", text)}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start(pounce_process: Any, project: Path, *extra: str) -> Any:
+    proc = pounce_process("app:app", "--reload", "--port", "0", "--reload-dir", str(project), *extra,
+                          cwd=project)
+    wait_for(lambda: count(proc, r"is serving") >= 1, 20, "the first server process")
+    return proc
+
+
+def edit(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+# -- reload serves the new code ------------------------------------------------------
+
+
+def test_module_two_imports_deep_is_reloaded(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project)
+    first = get(proc.url)
+    assert value_of(first) == "v=one"
+    edit(project / "helper2.py", helper2("two"))
+    second = wait_value(proc.url, "two")
+    assert pid_of(second) != pid_of(first)  # a fresh interpreter, not a reimport
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
+    # Once the reload is complete nothing stale answers any more.
+    for _ in range(10):
+        assert value_of(get(proc.url)) == "v=two"
+    out = proc.output()
+    assert re.search(r"detected changes in \S*helper2\.py; reloading", out)
+    assert not alive(pid_of(first))
+    # The parent said what it watches.
+    assert re.search(r"reload: watching \S+ \(include \*\.py; exclude", out)
+
+
+def test_multi_worker_rolls_to_fresh_workers(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project, "--workers", "2", "--worker-mode", "process")
+    old = {pid_of(get(proc.url)) for _ in range(8)}
+    edit(project / "helper1.py", HELPER1.replace('"v="', '"v=" + "x"'))
+    wait_value(proc.url, "xone")
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 30, "the reload to complete")
+    new = {pid_of(get(proc.url)) for _ in range(8)}
+    assert not new & old, "a worker of the previous version still serves"
+    assert all(value_of(get(proc.url)) == "v=xone" for _ in range(6))
+    wait_for(lambda: not any(alive(p) for p in old), 20, "old workers to exit")
+
+
+# -- broken code keeps the last good version ------------------------------------
+
+
+def test_broken_then_fixed(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project)
+    assert value_of(get(proc.url)) == "v=one"
+    good_pid = pid_of(get(proc.url))
+
+    edit(project / "helper2.py", 'VALUE = "unterminated\n')
+    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, "the syntax error to be reported")
+    out = proc.output()
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, errors
+    assert "SyntaxError" in errors[0] and "helper2.py:1" in errors[0]
+    assert "still serving the previous version" in errors[0]
+    assert "Traceback" not in out
+    for _ in range(5):  # the last good version still answers
+        text = get(proc.url)
+        assert value_of(text) == "v=one" and pid_of(text) == good_pid
+
+    edit(project / "helper2.py", "import no_such_module_here\nVALUE = 'x'\n")
+    wait_for(lambda: count(proc, r"ERROR") >= 2, 20, "the import error to be reported")
+    errors = [line for line in proc.output().splitlines() if "ERROR" in line]
+    assert len(errors) == 2 and "no_such_module_here" in errors[1] and "helper2.py:1" in errors[1]
+    assert pid_of(get(proc.url)) == good_pid
+
+    edit(project / "helper2.py", helper2("fixed"))
+    wait_value(proc.url, "fixed")
+    assert count(proc, r"ERROR") == 2
+
+
+LIFESPAN_APP = APP + '''
+
+_plain = app
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        message = await receive()
+        if helper1.value() == "v=bad":
+            await send({"type": "lifespan.startup.failed", "message": "helper2 says bad"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await _plain(scope, receive, send)
+'''
+
+
+def test_failing_at_startup_waits_for_a_fix(pounce_process: Any, project: Path) -> None:
+    """The first server process fails (its lifespan startup refuses): one
+    error, the port stays bound, and the fix starts a server."""
+    (project / "app.py").write_text(LIFESPAN_APP)
+    (project / "helper2.py").write_text(helper2("bad"))
+    proc = pounce_process("app:app", "--reload", "--port", "0", "--reload-dir", str(project), cwd=project)
+    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, "the startup failure")
+    errors = [line for line in proc.output().splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "helper2 says bad" in errors[0] and "at startup" in errors[0], errors
+    assert proc.proc.poll() is None  # the parent keeps the port and waits
+    edit(project / "helper2.py", helper2("good"))
+    wait_value(proc.url, "good")
+
+
+# -- the port is never dropped --------------------------------------------------------
+
+
+def test_requests_during_reload_are_all_served(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project)
+    assert value_of(get(proc.url)) == "v=one"
+    results: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                results.append(value_of(get(proc.url)))
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        # The new version takes a second to import: requests keep coming.
+        edit(project / "helper2.py", helper2("two", slow=1.0))
+        wait_for(lambda: "v=two" in results[-3:], 30, "the new version")
+        wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not failures, failures[:5]
+    assert results.count("v=one") > 10 and results.count("v=two") > 5
+    assert results[-1] == "v=two"
+
+
+def test_connections_wait_in_backlog_while_nothing_serves(pounce_process: Any, project: Path) -> None:
+    """The parent's banner is out before the (slow) first server process
+    serves; a client connecting then is queued by the kernel and served."""
+    (project / "helper2.py").write_text(helper2("slow", slow=1.5))
+    proc = pounce_process("app:app", "--reload", "--port", "0", "--reload-dir", str(project), cwd=project)
+    assert count(proc, r"is serving") == 0
+    began = time.monotonic()
+    assert value_of(get(proc.url, timeout=20)) == "v=slow"
+    assert time.monotonic() - began > 0.5  # it did wait for the import
+
+
+# -- what is watched ---------------------------------------------------------------------
+
+
+def test_ignored_files_do_not_reload_and_bursts_reload_once(pounce_process: Any, project: Path) -> None:
+    (project / ".git").mkdir()
+    (project / "pkg").mkdir()
+    (project / "pkg" / "__pycache__").mkdir(parents=True)
+    proc = start(pounce_process, project)
+    # Noise: git data, bytecode, editor swap/backup files, a non-.py file.
+    (project / ".git" / "index.py").write_text("x = 1\n")
+    (project / "pkg" / "__pycache__" / "mod.cpython-311.py").write_text("x = 1\n")
+    (project / ".helper2.py.swp").write_text("swap")
+    (project / "helper2.py~").write_text("backup")
+    (project / "4913").write_text("")
+    (project / ".#helper2.py").write_text("lock")
+    (project / "notes.txt").write_text("not python")
+    time.sleep(2.5)  # longer than the debounce window
+    assert count(proc, r"detected changes") == 0, proc.output()
+
+    # A burst of saves across several files is one reload.
+    for i in range(5):
+        (project / f"mod{i}.py").write_text(f"X = {i}\n")
+        time.sleep(0.02)
+    edit(project / "helper2.py", helper2("burst"))
+    wait_value(proc.url, "burst")
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
+    time.sleep(2.0)
+    assert count(proc, r"detected changes") == 1, proc.output()
+    line = re.search(r"detected changes in (.*); reloading", proc.output())
+    assert line and "mod0.py" in line.group(1) and "helper2.py" in line.group(1)
+
+
+def test_include_exclude_and_several_dirs(pounce_process: Any, project: Path) -> None:
+    (project / "templates").mkdir()
+    (project / "templates" / "page.html").write_text("<p>1</p>")
+    (project / "vendor").mkdir()
+    other = project / "lib"
+    other.mkdir()
+    (other / "helper2.py").write_text(helper2("lib"))
+    (project / "helper2.py").unlink()
+    proc = pounce_process(
+        "app:app", "--reload", "--port", "0", "--reload-dir", str(project / "templates"),
+        "--reload-dir", str(other), "--reload-include", "*.py,*.html", "--reload-exclude", "skip_*",
+        cwd=project, env={"PYTHONPATH": str(other) + os.pathsep + subprocess_env()["PYTHONPATH"]},
+    )
+    wait_for(lambda: count(proc, r"is serving") >= 1, 20, "the first server process")
+    assert value_of(get(proc.url)) == "v=lib"
+    banner = re.search(r"reload: watching (.*)", proc.output())
+    assert banner and "templates" in banner.group(1) and "lib" in banner.group(1)
+
+    (other / "skip_me.py").write_text("x = 1\n")  # excluded by glob
+    (project / "app_notes.py").write_text("x = 1\n")  # outside the watched dirs
+    time.sleep(2.5)
+    assert count(proc, r"detected changes") == 0, proc.output()
+
+    (project / "templates" / "page.html").write_text("<p>2</p>")  # included by glob
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "a reload for the template")
+    assert re.search(r"detected changes in \S*page\.html", proc.output())
+
+    (other / "helper2.py").write_text(helper2("lib2"))  # the second directory
+    wait_value(proc.url, "lib2")
+
+
+def test_change_filter_rules(tmp_path: Path) -> None:
+    rule = ChangeFilter([tmp_path], ["*.py", "templates/*.html"], [".*", "*.pyc", "__pycache__", "build"])
+    yes = ["app.py", "pkg/mod.py", "templates/a.html", "a/templates/b.html"]
+    no = ["a.txt", "x.html", ".venv/lib/site.py", "__pycache__/a.py", ".git/hooks/x.py", "build/gen.py",
+          ".app.py.swp", "app.py~", ".#app.py", "4913", "#app.py#", "mod.pyc", ".hidden.py"]
+    for rel in yes:
+        assert rule(None, str(tmp_path / rel)), rel
+    for rel in no:
+        assert not rule(None, str(tmp_path / rel)), rel
+
+
+# -- stopping, errors, --check ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_parent_and_children(pounce_process: Any, project: Path, signum: int) -> None:
+    proc = start(pounce_process, project)
+    first = pid_of(get(proc.url))
+    edit(project / "helper2.py", helper2("two"))
+    second = pid_of(wait_value(proc.url, "two"))
+    proc.signal(signum)
+    assert proc.wait(20) == 0
+    wait_for(lambda: not alive(first) and not alive(second), 20, "children to exit")
+    assert child_pids(proc) >= {second}
+
+
+def test_killed_parent_leaves_no_orphan(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project)
+    child = pid_of(get(proc.url))
+    proc.signal(signal.SIGKILL)
+    proc.wait(10)
+    # The child sees its control pipe close and shuts down by itself.
+    wait_for(lambda: not alive(child), 20, "the orphaned child to exit")
+
+
+def test_missing_reload_dir_is_a_config_error(project: Path) -> None:
+    result = run_pounce(["app:app", "--reload", "--reload-dir", "nope"], cwd=project, env=subprocess_env())
+    assert result.returncode == 2
+    assert "[reload] dirs" in result.stderr and "nope" in result.stderr
+
+
+def test_reload_needs_an_import_string() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    server = ServerThread(app, reload_enabled=True)
+    with pytest.raises(Exception, match="import string"):
+        server.start()
+
+
+def test_check_has_no_warning_for_reload_with_process_workers(project: Path) -> None:
+    """reload + workers > 1 (process mode) costs nothing a single worker would
+    not: every reload starts a fresh supervisor tree either way (see README)."""
+    result = run_pounce(["app:app", "--reload", "--workers", "3", "--worker-mode", "process", "--check"],
+                        cwd=project, env=subprocess_env())
+    assert result.returncode == 0, result.stderr
+    assert "enabled = true" in result.stdout
+    assert "warning" not in result.stdout.lower()
