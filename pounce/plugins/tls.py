@@ -276,11 +276,16 @@ class CertificateWatcher:
         return tuple(out)
 
     def _on_handshake(self, ssl_object: Any, server_name: str | None, context: ssl.SSLContext) -> None:
-        if time.monotonic() >= self.next_check:
-            self.check()
-        current = self.current
-        if current is not self.base:
-            ssl_object.context = current
+        # Runs inside OpenSSL's handshake: an exception here would fail the
+        # handshake for a reason the client cannot see, so none escapes.
+        try:
+            if time.monotonic() >= self.next_check:
+                self.check()
+            current = self.current
+            if current is not self.base:
+                ssl_object.context = current
+        except Exception as exc:  # pragma: no cover - defensive
+            logger.warning("TLS certificate reload check failed: %s: %s", type(exc).__name__, exc)
 
     def check(self) -> bool:
         """Reload if the files changed since the last attempt; True if reloaded."""
@@ -304,6 +309,51 @@ class CertificateWatcher:
             return True
         finally:
             self._lock.release()
+
+
+# -- bad clients: one quiet line, never a traceback ---------------------------------
+
+
+class QuietTLSErrors(logging.Filter):
+    """Turns asyncio's records about failed TLS connections into one line.
+
+    Clients that speak plain HTTP to the TLS port, send garbage, abort or
+    stall the handshake are the client's problem, not the server's. asyncio
+    already keeps quiet about them unless the loop runs in debug mode
+    (``PYTHONASYNCIODEBUG``, ``-X dev``), where it logs each with a full
+    traceback; this filter keeps the line, drops the traceback and lowers the
+    record to DEBUG. Records about anything else pass through untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not _is_tls_client_error(exc, record):
+            return True
+        first_line = record.getMessage().split("\n", 1)[0]
+        record.msg = "%s: %s: %s"
+        record.args = (first_line, type(exc).__name__, exc)
+        record.exc_info = None
+        record.exc_text = None
+        if record.levelno > logging.DEBUG:
+            record.levelno = logging.DEBUG
+            record.levelname = "DEBUG"
+        return True
+
+
+def _is_tls_client_error(exc: BaseException, record: logging.LogRecord) -> bool:
+    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError)) and "SSL" in (str(exc) + str(record.msg))
+
+
+_quiet_filter = QuietTLSErrors()
+
+
+def install_quiet_tls_errors() -> None:
+    """Attach :class:`QuietTLSErrors` to the ``asyncio`` logger (once per process)."""
+    asyncio_logger = logging.getLogger("asyncio")
+    if _quiet_filter not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_quiet_filter)
 
 
 # -- the public, pure builder and the hooks ----------------------------------------------
@@ -355,6 +405,15 @@ def pounce_tls_context(config: ServerConfig) -> ssl.SSLContext | None:
     if stashed is not None and stashed[0] is config:
         return stashed[1]
     return build_context(config)
+
+
+@hookimpl
+def pounce_worker_started(worker: Any) -> None:
+    """In every worker (thread or process) that serves TLS, whoever built the
+    context: keep bad clients out of the log's tracebacks."""
+    ctx = getattr(worker, "ctx", None)
+    if getattr(ctx, "tls", None) is not None:
+        install_quiet_tls_errors()
 
 
 @hookimpl
