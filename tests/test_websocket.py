@@ -482,7 +482,7 @@ def test_client_that_does_not_read_stalls_the_app(ws_serve: Any) -> None:
 
 
 def test_app_that_does_not_read_stops_pounce_reading(ws_serve: Any) -> None:
-    srv = ws_serve(never_reads)
+    srv = ws_serve(never_reads, timeout_graceful_shutdown=1)
     raw = RawClient(srv.port)
     raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     raw.open()
@@ -559,7 +559,7 @@ def test_sigterm_closes_open_websockets(pounce_process: Any) -> None:
     assert proc.output().count("app saw disconnect 1012") == 3
 
 
-def test_handshake_during_shutdown_is_503_or_refused(ws_serve: Any) -> None:
+def test_shutdown_closes_even_when_the_app_never_reads(ws_serve: Any) -> None:
     srv = ws_serve(never_reads, timeout_graceful_shutdown=2)
     raw = RawClient(srv.port)
     raw.open()
