@@ -376,6 +376,26 @@ def test_bad_clients_are_dropped_without_traceback(pounce_process, certs: Certs,
     assert proc.proc is not None and proc.proc.poll() is None
 
 
+def test_refused_client_certificates_leave_no_traceback(pounce_process, certs: Certs) -> None:
+    proc = pounce_process("testapps:hello", "--port", "0", "--ssl-certfile", certs.both,
+                          "--ssl-ca-certs", certs.ca_pem, "--ssl-cert-reqs", "required",
+                          env={"PYTHONASYNCIODEBUG": "1"})
+    port = int(proc.url.rsplit(":", 1)[1])
+    stranger = certs.write("stranger.pem", trustme.CA().issue_cert("eve@example.org")
+                           .private_key_and_cert_chain_pem.bytes())
+    tls12 = {"maximum_version": ssl.TLSVersion.TLSv1_2}
+    for kw in ({}, {"client_cert": stranger}, tls12, {"client_cert": stranger, **tls12}):
+        try:
+            _, response = raw_request(port, certs.client_context(**kw))
+        except (ssl.SSLError, ConnectionError):
+            response = b""
+        assert response == b""
+    _, response = raw_request(port, certs.client_context(client_cert=certs.client_both))
+    assert response.startswith(b"HTTP/1.1 200")
+    time.sleep(0.3)
+    assert "Traceback" not in proc.output(), proc.output()
+
+
 def test_stalled_handshake_times_out(serve, certs: Certs) -> None:
     srv = serve(tls_app, tls_certfile=certs.both, http_timeout_request_header=0.5)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
@@ -542,3 +562,30 @@ def test_tls_works_across_asyncio_loops(certs: Certs) -> None:
     with ServerThread(tls_app, tls_certfile=certs.both) as a, ServerThread(tls_app, tls_certfile=certs.both) as b:
         context = certs.client_context()
         assert get_json(a, context)["scheme"] == get_json(b, context)["scheme"] == "https"
+
+
+# -- worker modes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_every_worker_mode(pounce_process, certs: Certs, mode: str) -> None:
+    """Threads share the main process's context; each process builds its own
+    from the config. Every worker answers over TLS with the tls extension."""
+    root = Path(__file__).resolve().parent.parent
+    proc = pounce_process("tests.test_tls:tls_app", "--app-dir", str(root), "--port", "0", "--workers", "2",
+                          "--worker-mode", mode, "--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key,
+                          "--ssl-ca-certs", certs.ca_pem, "--ssl-cert-reqs", "optional")
+    assert proc.url.startswith("https://")
+    context = certs.client_context(client_cert=certs.client_both)
+    for _ in range(8):
+        # A new connection each time, so both workers get some.
+        with httpx.Client(verify=context, timeout=10) as client:
+            response = client.get(proc.url + "/w")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["scheme"] == "https"
+        assert body["tls"]["client_cert_name"].startswith("CN=alice")
+        assert body["tls"]["server_cert"] == certs.server.cert_chain_pems[0].bytes().decode()
+    alpn, response = raw_request(int(proc.url.rsplit(":", 1)[1]), context)
+    assert response.startswith(b"HTTP/1.1 200")
+    assert "Traceback" not in proc.output()
