@@ -587,3 +587,30 @@ def test_raw_handshake_response_headers(ws_serve: Any) -> None:
     assert headers["upgrade"].lower() == "websocket"
     assert headers["server"] == "pounce"
     assert "sec-websocket-extensions" not in headers  # not offered, not given
+
+
+def test_wss_over_tls(ws_serve: Any, tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    pem = tmp_path / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    srv = ws_serve(recorder, tls_certfile=str(pem))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    url = f"wss://127.0.0.1:{srv.port}/secure"
+
+    async def go() -> Any:
+        async with client(url, ssl=context) as ws:
+            await ws.send("scope")
+            info = json.loads(await ws.recv())
+            await ws.send("x" * 100000)
+            return info, await ws.recv()
+
+    info, echoed = run(go())
+    assert info["scheme"] == "wss"
+    assert "tls" in info["extensions"]
+    assert echoed == "x" * 100000
