@@ -181,6 +181,66 @@ def test_encrypted_key_with_password(serve, certs: Certs) -> None:
     assert get_json(srv, certs.client_context())["scheme"] == "https"
 
 
+def test_chain_with_intermediate_both_ways(serve, tmp_path: Path) -> None:
+    """certfile holds leaf + intermediate (clients trust only the root); a
+    client certificate from the intermediate is verified against the root."""
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    server = intermediate.issue_cert("localhost", "127.0.0.1")
+    client = intermediate.issue_cert("bob@example.org", common_name="bob")
+    (tmp_path / "chain.pem").write_bytes(server.private_key_and_cert_chain_pem.bytes())
+    (tmp_path / "root.pem").write_bytes(root.cert_pem.bytes())
+    (tmp_path / "client.pem").write_bytes(client.private_key_and_cert_chain_pem.bytes())
+    srv = serve(tls_app, tls_certfile=str(tmp_path / "chain.pem"), tls_ca_certs=str(tmp_path / "root.pem"),
+                tls_cert_reqs="required")
+    context = ssl.create_default_context(cafile=str(tmp_path / "root.pem"))
+    context.load_cert_chain(str(tmp_path / "client.pem"))
+    tls = get_json(srv, context)["tls"]
+    assert tls["server_cert"] == server.cert_chain_pems[0].bytes().decode()  # the leaf only
+    chain = tls["client_cert_chain"]
+    assert chain[0] == client.cert_chain_pems[0].bytes().decode()
+    assert chain[1:] in ([], [intermediate.cert_pem.bytes().decode()])  # the rest needs Python 3.13+
+    assert tls["client_cert_name"].startswith("CN=bob,")
+
+
+def test_tls_over_unix_socket(serve, certs: Certs, tmp_path: Path) -> None:
+    path = str(tmp_path / "tls.sock")
+    serve(tls_app, uds=path, tls_certfile=certs.both)
+    transport = httpx.HTTPTransport(uds=path, verify=certs.client_context())
+    with httpx.Client(transport=transport, timeout=10) as client:
+        body = client.get("https://localhost/").json()
+    assert body["scheme"] == "https"
+    assert body["tls"]["tls_version"] == 0x0304
+
+
+async def big_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, answers with it reversed, in several chunks."""
+    if scope["type"] != "http":
+        return
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    body.reverse()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    step = 1 << 20
+    for start in range(0, len(body), step):
+        await send({"type": "http.response.body", "body": bytes(body[start:start + step]), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_large_bodies_and_keep_alive(serve, certs: Certs) -> None:
+    srv = serve(big_echo, tls_certfile=certs.both)
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    with httpx.Client(verify=certs.client_context(), timeout=30) as client:
+        for _ in range(3):  # one connection, kept alive
+            response = client.post(srv.url, content=payload)
+            assert response.status_code == 200
+            assert response.content == payload[::-1]
+
+
 # -- client certificates -------------------------------------------------------------
 
 

@@ -114,14 +114,24 @@ def _client_chain(ssl_object: ssl.SSLObject) -> list[str]:
     """PEM certificates the client sent, its own first.
 
     Python 3.13+ exposes the whole chain the peer sent; older versions only
-    the peer's own certificate.
+    the peer's own certificate. The leaf from ``getpeercert`` is the anchor:
+    some versions return another type, leave the leaf out on the server side
+    or nothing at all for a resumed session, and this stays right for all.
     """
+    leaf = ssl_object.getpeercert(binary_form=True)
+    if not leaf:
+        return []
+    chain: list[bytes] = []
     get_chain = getattr(ssl_object, "get_unverified_chain", None)
     if get_chain is not None:
-        chain = get_chain() or []
-        return [ssl.DER_cert_to_PEM_cert(der) for der in chain]
-    der = ssl_object.getpeercert(binary_form=True)
-    return [ssl.DER_cert_to_PEM_cert(der)] if der else []
+        try:
+            for cert in get_chain() or ():
+                chain.append(cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the leaf alone is still right
+            chain = []
+    if not chain or chain[0] != leaf:
+        chain = [leaf, *(der for der in chain if der != leaf)]
+    return [ssl.DER_cert_to_PEM_cert(der) for der in chain]
 
 
 def tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
