@@ -587,6 +587,9 @@ def test_certificate_reload_when_files_change(serve, certs: Certs) -> None:
     assert _presented_cert(srv.port, context) == wanted
     tls = get_json(srv, context)["tls"]
     assert tls["server_cert"] == renewed.cert_chain_pems[0].bytes().decode()
+    alpn_context = certs.client_context()
+    alpn_context.set_alpn_protocols(["h2", "http/1.1"])
+    assert raw_request(srv.port, alpn_context)[0] == "http/1.1"  # the new context keeps the settings
 
     # A broken replacement (key of another certificate) keeps the last good one.
     stranger = trustme.CA().issue_cert("localhost")
@@ -649,3 +652,23 @@ def test_every_worker_mode(pounce_process, certs: Certs, mode: str) -> None:
     alpn, response = raw_request(int(proc.url.rsplit(":", 1)[1]), context)
     assert response.startswith(b"HTTP/1.1 200")
     assert "Traceback" not in proc.output()
+
+
+def test_reload_keeps_client_certificate_checks(serve, certs: Certs) -> None:
+    live = certs.write("live-both.pem", certs.server.private_key_and_cert_chain_pem.bytes())
+    srv = serve(tls_app, tls_certfile=live, tls_ca_certs=certs.ca_pem, tls_cert_reqs="required",
+                tls_reload_interval=0.1)
+    renewed = certs.ca.issue_cert("localhost", "127.0.0.1")
+    Path(live).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
+    wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
+    with_cert = certs.client_context(client_cert=certs.client_both)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _presented_cert(srv.port, with_cert) != wanted:
+        time.sleep(0.1)
+    assert _presented_cert(srv.port, with_cert) == wanted
+    assert get_json(srv, with_cert)["tls"]["client_cert_name"].startswith("CN=alice")
+    try:
+        _, response = raw_request(srv.port, certs.client_context())
+    except (ssl.SSLError, ConnectionError):
+        response = b""
+    assert response == b""
