@@ -22,7 +22,15 @@ import socket
 from typing import Any
 
 from pounce.core.errors import LifespanError, PounceError
-from pounce.plugins.supervisor.workers import BEAT, EXIT_LIFESPAN, READY, RETIRE, ChildSpec, close_quietly
+from pounce.plugins.supervisor.workers import (
+    BEAT,
+    EXIT_LIFESPAN,
+    READY,
+    RETIRE,
+    ChildSpec,
+    close_quietly,
+    quiesce,
+)
 
 logger = logging.getLogger("pounce.supervisor")
 
@@ -146,6 +154,8 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
         handle = [loop.call_later(spec.heartbeat, beat)]
         try:
             await worker.wait_stopped()
+            if holder["signals"] < 2:
+                await quiesce(worker, min(1.0, config.http.timeout_request_header))
             await worker.drain(config.timeout_graceful_shutdown)
         finally:
             handle[0].cancel()

@@ -1,0 +1,234 @@
+"""Supervisor as users run it: ``pounce --workers N`` in a subprocess, signals
+with os.kill, a load generator in another process counting client errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import APPS
+from test_supervisor_apps import Load
+
+from pounce.testing import ServerProcess, run_pounce
+
+TESTS = Path(__file__).resolve().parent
+PYTHONPATH = os.pathsep.join([str(TESTS), str(APPS)])
+
+READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
+
+
+def start(pounce_process: Any, *args: str) -> ServerProcess:
+    return pounce_process("test_supervisor_apps:app", "--port", "0", *args,
+                          env={"PYTHONPATH": PYTHONPATH})
+
+
+def ready_pids(proc: ServerProcess) -> dict[int, int]:
+    """worker id -> pid of every worker that became ready so far."""
+    return {int(w): int(p) for w, p in READY.findall(proc.output())}
+
+
+def wait_output(proc: ServerProcess, predicate: Any, timeout: float = 20.0, what: str = "output") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate(proc.output()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}:\n{proc.output()}")
+
+
+def wait_ready(proc: ServerProcess, count: int, timeout: float = 20.0) -> None:
+    wait_output(proc, lambda out: len(READY.findall(out)) >= count, timeout, f"{count} ready workers")
+
+
+def test_workers_zero_or_negative_is_a_config_error() -> None:
+    for value in ("0", "-1"):
+        result = run_pounce(["testapps:hello", "--workers", value])
+        assert result.returncode == 2, result.stderr
+        assert "workers" in result.stderr
+    result = run_pounce(["testapps:hello", "--workers", "auto", "--check"])
+    assert result.returncode == 0, result.stderr
+    assert re.search(r'workers = "?auto"?', result.stdout)
+
+
+def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+    wait_ready(proc, 2)
+    load = Load(proc.url, seconds=2.0, concurrency=4, path="/?sleep=0.3")
+    try:
+        time.sleep(1.0)
+        signalled = time.time()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        results = load.finish()
+    finally:
+        load.kill()
+    pids = set(ready_pids(proc).values())
+    assert len(pids) == 2 and proc.proc is not None and proc.proc.pid not in pids
+    # Every request the server had accepted before the signal was answered.
+    # (A request sent in the last 100 ms may still sit in the kernel's queue
+    # when the workers stop accepting: those are not counted as accepted.)
+    accepted = [r for r in results if r["start"] < signalled - 0.1]
+    assert accepted and [r for r in accepted if not r["ok"]] == []
+    # Requests inside the app when the signal came were finished, not cut.
+    in_flight = [r for r in results if r["start"] < signalled < r["end"]]
+    assert in_flight and any(r["ok"] for r in in_flight)
+    assert all(r["ok"] for r in in_flight if r["start"] < signalled - 0.1)
+    output = proc.output()
+    assert "draining (shutdown)" in output and output.count("exited (shutdown, exit code 0)") == 2
+
+
+def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+    wait_ready(proc, 2)
+    old = set(ready_pids(proc).values())
+    load = Load(proc.url, seconds=4.0, concurrency=4)
+    try:
+        time.sleep(1.0)
+        proc.signal(signal.SIGHUP)
+        signalled = time.time()
+        wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old workers to exit")
+        results = load.finish()
+    finally:
+        load.kill()
+    assert len(results) > 50
+    assert load.errors() == []
+    new = set(ready_pids(proc).values()) - old
+    assert len(new) == 2
+    late = load.pids(after=signalled + 2.0)
+    assert late and late <= {str(p) for p in new}
+    output = proc.output()
+    assert "rolling restart of 2 workers" in output
+    # Replacement first: a new worker was ready before the first old one drained.
+    assert output.index("worker 3 (pid") < output.index("draining (restart)")
+    first_drain = output.index("draining (restart)")
+    assert min(output.index(f"worker {w} (pid {p}) ready") for w, p in ready_pids(proc).items()
+               if p in new) < first_drain
+
+
+def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+    wait_ready(proc, 2)
+    victim = ready_pids(proc)[1]
+    load = Load(proc.url, seconds=4.0, concurrency=4, path="/?sleep=0.05")
+    try:
+        time.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.time()
+        wait_ready(proc, 3)
+        load.finish()
+    finally:
+        load.kill()
+    errors = load.errors()
+    # At most the requests in flight inside the killed worker: one per client thread.
+    assert len(errors) <= load.concurrency, errors
+    assert all(abs(e["end"] - killed) < 1.0 for e in errors), errors
+    assert load.pids(after=killed + 0.5) and str(victim) not in load.pids(after=killed + 0.5)
+    output = proc.output()
+    assert f"worker 1 (pid {victim}) died (killed by SIGKILL)" in output
+    assert proc.proc is not None and proc.proc.poll() is None
+
+
+def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process",
+                 "--limit-max-requests", "60", "--limit-max-requests-jitter", "10")
+    wait_ready(proc, 2)
+    load = Load(proc.url, seconds=5.0, concurrency=4, path="/?sleep=0.01")
+    try:
+        results = load.finish()
+    finally:
+        load.kill()
+    assert len(results) > 150, len(results)
+    assert load.errors() == []
+    output = proc.output()
+    assert "(max_requests): replacing it" in output
+    assert "exited (max_requests, exit code 0)" in output
+    assert len(load.pids()) >= 3
+
+
+def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+    wait_ready(proc, 2)
+    proc.signal(signal.SIGTTIN)
+    wait_ready(proc, 3)
+    assert "workers: 3 (one more)" in proc.output()
+    proc.signal(signal.SIGTTOU)
+    wait_output(proc, lambda out: "draining (scale-down)" in out and "exited (scale-down" in out,
+                what="a worker to be removed")
+    assert "workers: 2 (one fewer)" in proc.output()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert proc.output().count("exited (shutdown, exit code 0)") == 2
+
+
+def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: Any, tmp_path: Path) -> None:
+    proc = ServerProcess(
+        ["test_supervisor_apps:crash_in_workers", "--factory", "--port", "0", "--workers", "2",
+         "--worker-mode", "process"],
+        cwd=tmp_path, wait_for_banner=False,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "SUPERVISOR_TEST_MARKER": str(tmp_path / "marker")},
+    )
+    try:
+        proc.start()
+        assert proc.wait(60) == 1
+        output = proc.output()
+    finally:
+        proc.__exit__(None, None, None)
+    assert "giving up" in output and "max_restarts = 5" in output
+    assert "cannot connect to the database" in output  # the worker's own error
+    assert 5 <= output.count("failed to start") <= 6  # bounded: no restart storm
+    assert "starting a replacement in" in output  # with backoff
+
+
+def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process", "--worker-timeout", "1")
+    wait_ready(proc, 2)
+    import threading
+
+    from test_supervisor_apps import _one
+
+    host, port = proc.url.split("//")[1].rsplit(":", 1)
+    stuck = threading.Thread(target=_one, args=(host, int(port), "/block?30"), daemon=True)
+    stuck.start()
+    wait_output(proc, lambda out: "did not answer its heartbeat" in out, what="a heartbeat timeout")
+    wait_ready(proc, 3)
+    ok, body = _one(host, int(port), "/")
+    assert ok, body
+    assert "timed out (killed by SIGKILL)" in proc.output()
+
+
+def test_lifespan_failure_in_worker_processes_exits_3(pounce_process: Any, tmp_path: Path) -> None:
+    result = run_pounce(["testapps:failing_startup", "--port", "0", "--workers", "2",
+                         "--worker-mode", "process", "--lifespan", "on"],
+                        cwd=tmp_path, env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert "database unreachable" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("event", ["hup", "term"])
+def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "thread")
+    wait_output(proc, lambda out: "serving with 2 thread workers" in out, what="threads ready")
+    load = Load(proc.url, seconds=3.0, concurrency=4, path="/?sleep=0.05")
+    try:
+        time.sleep(1.0)
+        signalled = time.time()
+        if event == "hup":
+            proc.signal(signal.SIGHUP)
+            wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old threads to exit")
+            results = load.finish()
+            assert load.errors() == []
+            assert len(results) > 30
+            assert load.pids(after=signalled) == {str(proc.proc.pid)}  # type: ignore[union-attr]
+        else:
+            proc.signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            results = load.finish()
+            accepted = [r for r in results if r["start"] < signalled - 0.1]
+            assert accepted and [r for r in accepted if not r["ok"]] == []
+    finally:
+        load.kill()
