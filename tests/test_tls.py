@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -600,7 +601,7 @@ def test_certificate_reload_when_files_change(serve, certs: Certs) -> None:
         time.sleep(0.1)
 
 
-def test_reload_disabled(serve, certs: Certs) -> None:
+def test_reload_without_file_checks(serve, certs: Certs) -> None:
     cert = certs.write("fixed.pem", certs.server.private_key_and_cert_chain_pem.bytes())
     srv = serve(tls_app, tls_certfile=cert, tls_reload_interval=0)
     context = certs.client_context()
@@ -672,3 +673,47 @@ def test_reload_keeps_client_certificate_checks(serve, certs: Certs) -> None:
     except (ssl.SSLError, ConnectionError):
         response = b""
     assert response == b""
+
+
+def test_sighup_reloads_certificates(pounce_process, certs: Certs) -> None:
+    """With file checks off, SIGHUP reloads; the server keeps running."""
+    live = certs.write("hup.pem", certs.server.private_key_and_cert_chain_pem.bytes())
+    proc = pounce_process("testapps:hello", "--port", "0", "--ssl-certfile", live,
+                          "--ssl-reload-interval", "0")
+    port = int(proc.url.rsplit(":", 1)[1])
+    context = certs.client_context()
+    before = _presented_cert(port, context)
+    renewed = certs.ca.issue_cert("localhost", "127.0.0.1")
+    Path(live).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
+    time.sleep(0.2)
+    assert _presented_cert(port, context) == before  # no file checks
+    proc.signal(signal.SIGHUP)
+    wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _presented_cert(port, context) != wanted:
+        time.sleep(0.1)
+    assert _presented_cert(port, context) == wanted
+    assert proc.proc is not None and proc.proc.poll() is None
+    assert "reloading TLS certificates" in proc.output()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_sighup_with_supervisor_renews_every_worker(pounce_process, certs: Certs, mode: str) -> None:
+    """The supervisor's SIGHUP (rolling restart) brings new certificates to
+    every worker: processes rebuild their context, threads check the files."""
+    live = certs.write("sup.pem", certs.server.private_key_and_cert_chain_pem.bytes())
+    proc = pounce_process("testapps:hello", "--port", "0", "--workers", "2", "--worker-mode", mode,
+                          "--ssl-certfile", live, "--ssl-reload-interval", "0")
+    port = int(proc.url.rsplit(":", 1)[1])
+    context = certs.client_context()
+    renewed = certs.ca.issue_cert("localhost", "127.0.0.1")
+    Path(live).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
+    proc.signal(signal.SIGHUP)
+    wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all(_presented_cert(port, context) == wanted for _ in range(6)):
+            break
+        time.sleep(0.2)
+    assert all(_presented_cert(port, context) == wanted for _ in range(6))
+    assert proc.proc is not None and proc.proc.poll() is None

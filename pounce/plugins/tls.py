@@ -9,16 +9,19 @@ process worker can rebuild its own from the pickled config; threads share
 the one built in the main process (``SSLContext`` is safe to share).
 
 Certificate reload: the context watches its certificate, key and CA files and
-picks up new ones without a restart (see :class:`CertificateWatcher`).
+picks up new ones without a restart, and SIGHUP forces a reload where nobody
+else handles that signal (see :class:`CertificateWatcher`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import ssl
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +69,7 @@ def pounce_add_options(options: Any) -> None:
     add("tls", "minimum_version", "str", "TLSv1.2", "Lowest TLS version accepted.",
         cli="--ssl-minimum-version", choices=("TLSv1.2", "TLSv1.3"))
     add("tls", "reload_interval", "float", 2.0,
-        "Seconds between checks of the certificate files for changes (0: never reload).",
+        "Seconds between checks of the certificate files for changes (0: only on SIGHUP).",
         cli="--ssl-reload-interval", min=0.0)
 
 
@@ -249,14 +252,15 @@ class CertificateWatcher:
     idle server does no work and no timer or thread is needed, in any worker
     mode. A reload that fails (say the certificate was written but the key
     not yet) keeps the previous certificate and logs one warning; it is
-    retried when the files change again.
+    retried when the files change again. ``interval`` 0 turns the file checks
+    off; :meth:`check` with ``force`` (SIGHUP) still reloads.
     """
 
     def __init__(self, settings: TLSSettings, context: ssl.SSLContext) -> None:
         self.settings = settings
         self.base = context
         self.current = context
-        self.interval = settings.reload_interval
+        self.interval = settings.reload_interval if settings.reload_interval > 0 else float("inf")
         self.paths = [p for p in (settings.certfile, settings.keyfile, settings.ca_certs) if p]
         self.signature = self._signature()
         self.next_check = time.monotonic() + self.interval
@@ -287,14 +291,15 @@ class CertificateWatcher:
         except Exception as exc:  # pragma: no cover - defensive
             logger.warning("TLS certificate reload check failed: %s: %s", type(exc).__name__, exc)
 
-    def check(self) -> bool:
-        """Reload if the files changed since the last attempt; True if reloaded."""
-        if not self._lock.acquire(blocking=False):
+    def check(self, force: bool = False) -> bool:
+        """Reload if the files changed since the last attempt (or always with
+        ``force``); True if reloaded."""
+        if not self._lock.acquire(blocking=not force):
             return False  # another thread is reloading; it will swap for us
         try:
             self.next_check = time.monotonic() + self.interval
             signature = self._signature()
-            if signature == self.signature:
+            if signature == self.signature and not force:
                 return False
             self.signature = signature
             try:
@@ -371,9 +376,37 @@ def build_context(config: ServerConfig) -> ssl.SSLContext | None:
         return None
     context, pem = _load(settings)
     register_server_cert(context, pem)
-    if settings.reload_interval > 0:
-        CertificateWatcher(settings, context)
+    _watchers[context] = CertificateWatcher(settings, context)
     return context
+
+
+_watchers: weakref.WeakKeyDictionary[ssl.SSLContext, CertificateWatcher] = weakref.WeakKeyDictionary()
+
+
+def watcher_of(context: ssl.SSLContext | None) -> CertificateWatcher | None:
+    """The reload watcher of a context :func:`build_context` made, else None."""
+    return _watchers.get(context) if context is not None else None
+
+
+def _install_sighup(worker: Any, watcher: CertificateWatcher) -> None:
+    """SIGHUP reloads the certificates, but only where the signal is free:
+    in the main thread, with no handler installed by anyone else (the
+    supervisor uses SIGHUP for a rolling restart, which rebuilds the contexts
+    of process workers anyway)."""
+    loop = getattr(worker, "loop", None)
+    if loop is None or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL:
+        return
+
+    def on_sighup() -> None:
+        logger.info("received SIGHUP: reloading TLS certificates")
+        watcher.check(force=True)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return
 
 
 # The context built while validating in pounce_configure, handed out by the
@@ -411,9 +444,17 @@ def pounce_tls_context(config: ServerConfig) -> ssl.SSLContext | None:
 def pounce_worker_started(worker: Any) -> None:
     """In every worker (thread or process) that serves TLS, whoever built the
     context: keep bad clients out of the log's tracebacks."""
-    ctx = getattr(worker, "ctx", None)
-    if getattr(ctx, "tls", None) is not None:
-        install_quiet_tls_errors()
+    tls = getattr(getattr(worker, "ctx", None), "tls", None)
+    if tls is None:
+        return
+    install_quiet_tls_errors()
+    watcher = watcher_of(tls)
+    if watcher is not None:
+        # A worker starting late (the supervisor's rolling restart on SIGHUP,
+        # a recycled worker) brings thread workers, which share this context,
+        # up to date with the files: a few stat() calls.
+        watcher.check()
+        _install_sighup(worker, watcher)
 
 
 @hookimpl
@@ -430,5 +471,7 @@ def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str] | Non
     parts = [f"TLS: {settings.certfile}", f"minimum {settings.minimum_version}",
              f"client certificates {settings.cert_reqs}", "ALPN http/1.1"]
     if settings.reload_interval > 0:
-        parts.append(f"reload on change (every {settings.reload_interval:g}s)")
+        parts.append(f"reload on change (checked every {settings.reload_interval:g}s) or SIGHUP")
+    else:
+        parts.append("reload on SIGHUP")
     return [", ".join(parts)]
