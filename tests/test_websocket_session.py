@@ -82,3 +82,10 @@ def test_session_peer_close_is_echoed_once() -> None:
     assert session.data_to_send() == b"\x88\x02\x0f\xa0"
     assert session.finished
     assert session.receive_data(None) == []
+
+
+def test_subprotocol_given_as_a_header_is_honoured_once() -> None:
+    hs = parse_handshake(request(sec_websocket_protocol="graphql-ws"))
+    data, _ = accept_response(hs, subprotocol=None, app_headers=[(b"sec-websocket-protocol", b"graphql-ws")],
+                              default_headers=[], deflate=False)
+    assert data.count(b"sec-websocket-protocol: graphql-ws\r\n") == 1

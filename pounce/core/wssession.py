@@ -154,7 +154,16 @@ def accept_response(
     default_headers: Iterable[tuple[bytes, bytes]],
     deflate: bool,
 ) -> tuple[bytes, list[Extension]]:
-    """The ``101 Switching Protocols`` bytes and the extensions now in force."""
+    """The ``101 Switching Protocols`` bytes and the extensions now in force.
+
+    The spec says the subprotocol comes in the ``subprotocol`` key, never as a
+    header; an app that puts it in a header anyway gets it honoured (and
+    checked) the same way rather than sent twice.
+    """
+    if subprotocol is None:
+        for name, value in app_headers:
+            if name == b"sec-websocket-protocol":
+                subprotocol = value.decode("latin-1").strip()
     if subprotocol is not None and subprotocol not in handshake.subprotocols:
         raise RuntimeError(f"subprotocol {subprotocol!r} was not offered by the client")
     app_names = {name for name, _ in app_headers}
