@@ -303,13 +303,13 @@ class HttpProtocol(asyncio.Protocol):
             event = self._other_target_form(event)  # type: ignore[assignment]
             if event is None:
                 return
+        if ctx.shutting_down or self.over_limit:
+            self._reject(503, "Service Unavailable")
+            return
         if upgrade is not None and upgrade.lower() == b"websocket":
             from pounce.core.websocket import handle_upgrade
 
             handle_upgrade(self, event)
-            return
-        if ctx.shutting_down or self.over_limit:
-            self._reject(503, "Service Unavailable")
             return
         scope = self.build_scope(event, "http")
         cycle = RequestCycle(self, scope, event)
@@ -435,7 +435,9 @@ class HttpProtocol(asyncio.Protocol):
         if status < 400:
             status = 400
         cycle = self.cycle
-        if cycle is None or not cycle.headers_sent:
+        if self.drain_left >= 0:
+            pass  # the response is out; what follows was only being skipped
+        elif cycle is None or not cycle.headers_sent:
             self.write(error_response(self.ctx, status))
             if cycle is not None:
                 cycle.status = status
@@ -522,7 +524,7 @@ class RequestCycle:
         self.body_complete_out = False
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
-        self.trailers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] | None = None
         self.bytes_sent = 0
         self._waiter: asyncio.Future[None] | None = None
 
@@ -685,9 +687,13 @@ class RequestCycle:
                 raise RuntimeError("http.response.trailers without trailers=True in http.response.start")
             if not self.body_complete_out:
                 raise RuntimeError("http.response.trailers before the last http.response.body")
+            if self.trailers is None:
+                self.trailers = []
             self.trailers.extend((bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ()))
             if message.get("more_trailers", False):
                 return
+            # Trailers go out only in a chunked body to a client that asked for
+            # them (TE: trailers); otherwise they are dropped, as the spec allows.
             trailers = self.trailers if self.chunked else []
             protocol.write(protocol.conn.send(h11.EndOfMessage(headers=trailers)))  # type: ignore[arg-type]
             self.response_complete = True
