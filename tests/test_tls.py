@@ -717,3 +717,25 @@ def test_sighup_with_supervisor_renews_every_worker(pounce_process, certs: Certs
         time.sleep(0.2)
     assert all(_presented_cert(port, context) == wanted for _ in range(6))
     assert proc.proc is not None and proc.proc.poll() is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_permission_denied(tmp_path: Path, certs: Certs) -> None:
+    locked = Path(certs.write("locked.pem", certs.server.private_key_and_cert_chain_pem.bytes()))
+    locked.chmod(0)
+    result = run_pounce(["testapps:hello", "--port", "0", "--ssl-certfile", str(locked)],
+                        cwd=tmp_path, env=test_env())
+    assert result.returncode == 2
+    assert "(permission denied)" in result.stderr
+
+
+def test_thread_workers_share_one_context(serve, certs: Certs) -> None:
+    """The hook runs once in the main process; thread workers use its answer."""
+    own = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    certs.server.configure_cert(own)
+    plugin = OwnContextPlugin(own)
+    srv = serve(tls_app, plugins=[plugin], workers=2, worker_mode="thread")
+    for _ in range(6):
+        with httpx.Client(verify=certs.client_context(), timeout=10) as client:
+            assert client.get(srv.url).json()["scheme"] == "https"
+    assert plugin.calls == 1
