@@ -392,11 +392,22 @@ def test_reload_needs_an_import_string() -> None:
         server.start()
 
 
-def test_check_has_no_warning_for_reload_with_process_workers(project: Path) -> None:
-    """reload + workers > 1 (process mode) costs nothing a single worker would
-    not: every reload starts a fresh supervisor tree either way (see README)."""
-    result = run_pounce(["app:app", "--reload", "--workers", "3", "--worker-mode", "process", "--check"],
-                        cwd=project, env=subprocess_env())
+@pytest.mark.parametrize(("args", "warns"), [
+    (["--workers", "3", "--worker-mode", "process"], True),
+    (["--workers", "3", "--worker-mode", "thread"], False),
+    (["--workers", "1", "--worker-mode", "process"], False),
+])
+def test_check_warns_only_for_process_workers(project: Path, args: list[str], warns: bool) -> None:
+    """reload + several process workers has a real cost (each reload imports
+    the app in every new worker process); thread workers or one worker do not."""
+    result = run_pounce(["app:app", "--reload", *args, "--check"], cwd=project, env=subprocess_env())
     assert result.returncode == 0, result.stderr
     assert "enabled = true" in result.stdout
-    assert "warning" not in result.stdout.lower()
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("# warning:")]
+    if warns:
+        assert len(warnings) == 1 and "3 process workers" in warnings[0], warnings
+    else:
+        assert warnings == []
+    # Without --reload the same worker settings never warn about reload.
+    plain = run_pounce(["app:app", *args, "--check"], cwd=project, env=subprocess_env())
+    assert not [line for line in plain.stdout.splitlines() if line.startswith("# warning: reload")]

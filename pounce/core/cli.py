@@ -183,13 +183,20 @@ def format_check(config: Any, manager: PounceManager) -> str:
         info = manager.discovered.get(name)
         version = f" {info.version}" if info else ""
         lines.append(f"#   {name}{version}: {', '.join(manager.hooks_of(name)) or '-'}")
-    lines.extend(_warnings(config))
+    lines.extend(_warnings(config, manager))
     return "\n".join(lines)
 
 
-def _warnings(config: Any) -> list[str]:
-    warnings = getattr(config, "check_warnings", None)
-    return [f"# warning: {w}" for w in warnings] if warnings else []
+def _warnings(config: Any, manager: PounceManager) -> list[str]:
+    """Warnings for ``--check``: ``config.check_warnings`` if set, plus the
+    results of the optional collect hook ``pounce_check_warnings(config)``
+    (each plugin returns a string, a list of strings or None)."""
+    found = list(getattr(config, "check_warnings", None) or ())
+    caller = getattr(manager.hook, "pounce_check_warnings", None)
+    if caller is not None:
+        for result in manager.call("pounce_check_warnings", config=config) or []:
+            found.extend([result] if isinstance(result, str) else list(result or ()))
+    return [f"# warning: {w}" for w in found]
 
 
 def _order(registry: OptionRegistry, key: tuple[str, str]) -> tuple[int, int]:

@@ -119,6 +119,28 @@ def pounce_banner(config: ServerConfig) -> list[str] | None:
             "and always .git, __pycache__, editor swap files)"]
 
 
+@hookimpl
+def pounce_check_warnings(config: ServerConfig) -> str | None:
+    """``pounce --check``: reload with several *process* workers has a cost
+    this plugin cannot remove. Every reload must start each worker as a new
+    interpreter that imports the app (anything less could serve stale code),
+    so a reload takes about as long as N app imports on the machine's cores,
+    and the old and new worker sets overlap while the old one drains. Thread
+    workers share one interpreter: a reload costs the same as with one worker,
+    so there is nothing to warn about."""
+    if not config.section("reload").get("enabled"):
+        return None
+    from pounce.core.defaults import pounce_worker_mode
+    from pounce.core.server import resolve_workers
+
+    workers = resolve_workers(config.workers)
+    if workers < 2 or pounce_worker_mode(config) != "process":
+        return None
+    return (f"reload with {workers} process workers: each reload starts {workers} fresh worker processes "
+            "that all import the app, so reloads take longer, and old and new workers overlap while the old "
+            'ones drain; workers = 1 or worker_mode = "thread" reloads as fast as a single worker')
+
+
 def _show(path: Path) -> str:
     """A path relative to the working directory when it is below it."""
     try:
