@@ -636,3 +636,33 @@ def test_large_head_in_one_read_gets_431(serve: Any) -> None:
     data, closed = read_until_closed(sock)
     sock.close()
     assert data.startswith(b"HTTP/1.1 414") and closed
+
+
+def test_invalid_response_header_gets_500_not_injection(serve: Any) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await respond(send, body=b"x", headers=[(b"x-evil", b"a\r\nSet-Cookie: injected=1")])
+
+    srv = serve(app, lifespan="off")
+    sock = connect(srv)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    data, closed = read_until_closed(sock)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 500") and b"injected" not in data and closed
+
+
+def test_body_shorter_than_declared_length_closes(serve: Any) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"12345", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    srv = serve(app, lifespan="off")
+    sock = connect(srv)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    data, closed = read_until_closed(sock)
+    sock.close()
+    # The client must not take the next response for the missing 5 bytes.
+    assert data.count(b"HTTP/1.1 ") == 1 and data.endswith(b"12345") and closed
