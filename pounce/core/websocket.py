@@ -132,9 +132,7 @@ def handle_upgrade(protocol: HttpProtocol, event: h11.Request) -> None:
     followed the head (frames a client sent early).
     """
     ctx = protocol.ctx
-    if ctx.shutting_down or (ctx.limit_concurrency and len(ctx.connections) > ctx.limit_concurrency):
-        _error_response(protocol, 503, "Service Unavailable")
-        return
+    # (limit_concurrency and draining already answered 503 in the HTTP protocol)
     try:
         handshake = parse_handshake(event)
     except HandshakeError as exc:
