@@ -232,3 +232,45 @@ def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None
             assert accepted and [r for r in accepted if not r["ok"]] == []
     finally:
         load.kill()
+
+
+def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+    wait_ready(proc, 2)
+    import threading
+
+    from test_supervisor_apps import _one
+
+    host, port = proc.url.split("//")[1].rsplit(":", 1)
+    threading.Thread(target=_one, args=(host, int(port), "/?sleep=30"), daemon=True).start()
+    time.sleep(0.5)
+    proc.signal(signal.SIGTERM)
+    wait_output(proc, lambda out: "draining (shutdown)" in out, what="the drain")
+    time.sleep(0.3)
+    assert proc.proc is not None and proc.proc.poll() is None  # still waiting for the slow request
+    forced = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - forced < 5
+    assert "forcing exit" in proc.output()
+
+
+def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    proc = pounce_process("test_supervisor_apps:app", "--uds", str(path), "--workers", "2",
+                          "--worker-mode", "process", env={"PYTHONPATH": PYTHONPATH})
+    wait_ready(proc, 2)
+    proc.signal(signal.SIGHUP)
+    wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old workers to exit")
+    # Workers closed their descriptors but left the file to the supervisor.
+    import socket as socketlib
+
+    assert path.exists()
+    with socketlib.socket(socketlib.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert not path.exists()  # the supervisor, owner of the file, removed it
