@@ -806,10 +806,19 @@ def summarise_collapsed(text: str, top: int = 30) -> str:
         self_n[frames[-1]] = self_n.get(frames[-1], 0) + count
     if not total:
         return "no samples"
-    out = [f"{total} samples", "", f"top {top} by self time:"]
+    by_file: dict[str, int] = {}
+    for name, n in self_n.items():
+        match = re.search(r"\((.*)\)$", name)
+        key = match.group(1) if match else "(other)"
+        by_file[key] = by_file.get(key, 0) + n
+    out = [f"{total} samples", "", "self time by file:"]
+    for name, n in sorted(by_file.items(), key=lambda kv: -kv[1])[:15]:
+        out.append(f"  {100 * n / total:5.1f}%  {name}")
+    out += ["", f"top {top} by self time:"]
     for name, n in sorted(self_n.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"  {100 * n / total:5.1f}%  {name}")
-    out += ["", f"top {top} by inclusive time:"]
+    out += ["", f"top {top} by inclusive time (coroutine stacks start at the task, so the loop's"
+                " share is understated):"]
     for name, n in sorted(incl_n.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"  {100 * n / total:5.1f}%  {name}")
     return "\n".join(out)
