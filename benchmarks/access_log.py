@@ -94,7 +94,7 @@ _WRK_TOTAL = re.compile(r"(\d+) requests in")
 
 def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
     out = subprocess.run(
-        pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", f"http://127.0.0.1:{port}/"]),
+        pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", f"http://127.0.0.1:{port}/"]),
         capture_output=True, text=True, timeout=duration + 60, check=True,
     ).stdout
     rps = _WRK_RPS.search(out)
@@ -144,15 +144,31 @@ def run_python_client(port: int, duration: float, connections: int) -> tuple[flo
     return total / (time.monotonic() - started), total
 
 
-def measure(mode: str, duration: float, connections: int, workdir: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(mode: str, duration: float, connections: int, workdir: Path) -> tuple[float, float]:
+    """(requests/second, server CPU microseconds per request) for one mode.
+
+    CPU time per request is the steadier figure on a shared machine: other
+    load slows the wall clock but barely changes what each request costs.
+    """
     port = free_port()
     log_path = workdir / f"{mode}.log"
     proc = start_server(mode, port, log_path)
     try:
+        cpu_before = cpu_seconds(proc.pid)
         if shutil.which("wrk"):
             rps, total = run_wrk(port, duration, connections)
         else:
             rps, total = run_python_client(port, duration, connections)
+        cpu_used = cpu_seconds(proc.pid) - cpu_before
     finally:
         stop_server(proc)
     lines = log_path.read_text(errors="replace").count("GET / HTTP/1.1")
@@ -160,7 +176,7 @@ def measure(mode: str, duration: float, connections: int, workdir: Path) -> floa
         raise RuntimeError(f"access log off but {lines} access lines written")
     if mode != "off" and lines < total:
         raise RuntimeError(f"{mode}: {total} requests answered but only {lines} access lines")
-    return rps
+    return rps, cpu_used / max(total, 1) * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,23 +188,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     results: dict[str, list[float]] = {m: [] for m in modes}
+    costs: dict[str, list[float]] = {m: [] for m in modes}
     client = "wrk -t1" if shutil.which("wrk") else "python asyncio client"
     print(f"# access log cost: {args.rounds} rounds x {args.duration}s, {args.connections} connections, {client}")
     with tempfile.TemporaryDirectory(prefix="pounce-accesslog-") as tmp:
         for index in range(args.rounds):
             order = modes[index % len(modes):] + modes[:index % len(modes)]
             for mode in order:
-                rps = measure(mode, args.duration, args.connections, Path(tmp))
+                rps, cost = measure(mode, args.duration, args.connections, Path(tmp))
                 results[mode].append(rps)
-                print(f"round {index + 1} {mode:>4}: {rps:10.0f} req/s", flush=True)
+                costs[mode].append(cost)
+                print(f"round {index + 1} {mode:>4}: {rps:10.0f} req/s {cost:8.1f} us CPU/request", flush=True)
     base = statistics.median(results["off"]) if "off" in results else None
-    print("\n| access log | median req/s | vs off | rounds |")
-    print("|---|---|---|---|")
+    base_cost = statistics.median(costs["off"]) if "off" in costs else None
+    print("\n| access log | median req/s | vs off | median server CPU us/request | vs off | req/s per round |")
+    print("|---|---|---|---|---|---|")
     for mode in modes:
         median = statistics.median(results[mode])
+        cost = statistics.median(costs[mode])
         ratio = f"{median / base:.3f}" if base else "-"
+        cost_ratio = f"{cost / base_cost:.3f}" if base_cost else "-"
         runs = ", ".join(f"{r:.0f}" for r in results[mode])
-        print(f"| {mode} | {median:.0f} | {ratio} | {runs} |")
+        print(f"| {mode} | {median:.0f} | {ratio} | {cost:.1f} | {cost_ratio} | {runs} |")
     return 0
 
 

@@ -432,3 +432,30 @@ def test_records_from_several_processes_never_interleave(tmp_path: Path) -> None
         assert body == tag * 3500
         assert int(index) == counts[tag]  # each process's records stay in order
         counts[tag] += 1
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_workers_log_whole_json_lines_with_their_ids(pounce_process: Any, mode: str) -> None:
+    """Several workers answer concurrent requests: one whole JSON line per
+    request, each carrying the id of the worker that served it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    proc, url = start(pounce_process, "testapps:hello", "--host", "127.0.0.1", "--port", "0",
+                      "--workers", "2", "--worker-mode", mode, "--log-format", "json")
+    wait_until = time.monotonic() + 15
+    while "serving with" not in proc.output() and time.monotonic() < wait_until:
+        time.sleep(0.05)
+
+    def hammer(index: int) -> int:
+        with httpx.Client() as client:
+            return sum(client.get(f"{url}/{index}/{n}").status_code == 200 for n in range(25))
+
+    with ThreadPoolExecutor(8) as pool:
+        answered = sum(pool.map(hammer, range(8)))
+    assert answered == 200
+    records = json_lines(stop(proc))
+    access = [r for r in records if r["logger"] == "pounce.access"]
+    assert len(access) == 200
+    assert {r["worker"] for r in access} <= {1, 2}
+    assert all(ACCESS_KEYS <= set(r) and r["status"] == 200 for r in access)
+    assert sorted(r["path"] for r in access) == sorted(f"/{i}/{n}" for i in range(8) for n in range(25))

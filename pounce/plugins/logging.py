@@ -24,6 +24,7 @@ and JSON records are always a single line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.config
@@ -154,22 +155,27 @@ _RESET = "\x1b[0m"
 
 
 class _SecondCache:
-    """Formats the whole-second part of a timestamp once per second."""
+    """Formats the whole-second part of a timestamp once per second.
 
-    __slots__ = ("_second", "_text", "_pattern", "_convert")
+    The cache is one tuple swapped in whole, so threads sharing a formatter
+    need no lock to read it.
+    """
+
+    __slots__ = ("_cache", "_pattern", "_convert")
 
     def __init__(self, pattern: str, convert: Callable[[float], time.struct_time]) -> None:
-        self._second = -1
-        self._text = ""
+        self._cache: tuple[int, str] = (-1, "")
         self._pattern = pattern
         self._convert = convert
 
     def __call__(self, created: float) -> str:
         second = int(created)
-        if second != self._second:
-            self._text = time.strftime(self._pattern, self._convert(second))
-            self._second = second
-        return self._text
+        cached = self._cache
+        if cached[0] == second:
+            return cached[1]
+        text = time.strftime(self._pattern, self._convert(second))
+        self._cache = (second, text)
+        return text
 
 
 class TextFormatter(logging.Formatter):
@@ -185,11 +191,9 @@ class TextFormatter(logging.Formatter):
         super().__init__()
         self.colour = colour
         self._clock = _SecondCache("%Y-%m-%d %H:%M:%S", time.localtime)
-        self._lock = threading.Lock()
 
     def format(self, record: logging.LogRecord) -> str:
-        with self._lock:
-            stamp = self._clock(record.created)
+        stamp = self._clock(record.created)
         level = record.levelname
         pad = " " * (8 - len(level)) if len(level) < 8 else ""
         if self.colour:
@@ -219,12 +223,10 @@ class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
         self._clock = _SecondCache("%Y-%m-%dT%H:%M:%S", time.gmtime)
-        self._lock = threading.Lock()
         self._encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str).encode
 
     def format(self, record: logging.LogRecord) -> str:
-        with self._lock:
-            stamp = self._clock(record.created)
+        stamp = self._clock(record.created)
         data: dict[str, Any] = {
             "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -258,13 +260,28 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     A record is one write call, so processes sharing the stream never cut
     each other's lines (atomic up to ``PIPE_BUF`` on pipes, and always on
     regular files opened for appending). Falls back to ``stream.write`` for
-    streams without a descriptor (pytest's capture, ``io.StringIO``).
+    streams without a descriptor (``io.StringIO``).
+
+    ``follow_stderr=True`` writes to whatever ``sys.stderr`` is at each
+    record, as ``logging.lastResort`` does, so a server embedded in a test
+    run whose stderr is swapped per test never writes to a closed stream.
     """
+
+    def __init__(self, stream: Any = None, *, follow_stderr: bool = False) -> None:
+        super().__init__(stream)
+        self.follow_stderr = follow_stderr
+
+    def flush(self) -> None:
+        if not self.follow_stderr:
+            super().flush()
+        else:
+            with self.lock or threading.Lock(), contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = self.format(record) + "\n"
-            stream = self.stream
+            stream = sys.stderr if self.follow_stderr else self.stream
             try:
                 fd = stream.fileno()
             except (AttributeError, OSError, ValueError):
@@ -332,7 +349,7 @@ def setup(config: Any) -> None:
             formatter: logging.Formatter = JsonFormatter()
         else:
             formatter = TextFormatter(colour=_wants_colour(stream))
-        handler = LineHandler(stream)
+        handler = LineHandler(stream, follow_stderr=True)
         setattr(handler, _OURS, True)
         handler.setFormatter(formatter)
         for logger_name in _HANDLED:
@@ -453,10 +470,16 @@ def make_access_logger(fmt: str, logger: logging.Logger) -> Observer:
     want_ua = "user_agent" in used
     want_referer = "referer" in used
     pid = os.getpid()
-    logger_name = logger.name
-    make_record = logging.LogRecord
     handle = logger.handle
-    info = logging.INFO
+    # Every access record has the same origin attributes (logger, level,
+    # thread, process, source location): take them from one real record made
+    # now, in the worker's thread, and copy them per request instead of
+    # letting LogRecord.__init__ recompute them each time.
+    template = logging.LogRecord(logger.name, logging.INFO, __file__, 0, fmt, None, None).__dict__.copy()
+    start = template["created"] - template["relativeCreated"] / 1000.0
+    new_record = logging.LogRecord.__new__
+    record_class = logging.LogRecord
+    now = time.time
 
     def observe(scope: dict[str, Any], status: int, bytes_sent: int, duration_s: float) -> None:
         client = scope.get("client")
@@ -499,8 +522,15 @@ def make_access_logger(fmt: str, logger: logging.Logger) -> Observer:
             "worker": 0 if worker is None else worker,
             "pid": pid,
         }
-        record = make_record(logger_name, info, "", 0, fmt, (fields,), None)
-        record.access = fields
+        record = new_record(record_class)
+        attrs = record.__dict__
+        attrs.update(template)
+        created = now()
+        attrs["created"] = created
+        attrs["msecs"] = (created - int(created)) * 1000.0
+        attrs["relativeCreated"] = (created - start) * 1000.0
+        attrs["args"] = fields
+        attrs["access"] = fields
         handle(record)
 
     return observe
