@@ -325,6 +325,11 @@ class WebSocketProtocol(asyncio.Protocol):
         session = self.session
         if session is None or self.transport_closed:
             return
+        if self.read_paused or self.write_paused:
+            # Flow control is holding the pong (unread) or the ping (unsent):
+            # that is a busy peer, not a dead one. Look again later.
+            self._pong_timer = self.loop.call_later(self.settings.ping_timeout, self._ping_timed_out)
+            return
         logger.debug("WebSocket %s: no pong within %ss, closing", self.client, self.settings.ping_timeout)
         self._write(session.close(INTERNAL_ERROR, "keepalive ping timeout"))
         self._deliver(session.disconnect_message())
