@@ -459,3 +459,22 @@ def test_workers_log_whole_json_lines_with_their_ids(pounce_process: Any, mode: 
     assert {r["worker"] for r in access} <= {1, 2}
     assert all(ACCESS_KEYS <= set(r) and r["status"] == 200 for r in access)
     assert sorted(r["path"] for r in access) == sorted(f"/{i}/{n}" for i in range(8) for n in range(25))
+
+
+def test_dict_config_path_is_relative_to_its_toml_and_explicit_level_wins(pounce_process: Any,
+                                                                          tmp_path: Path) -> None:
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    (sub / "pounce.toml").write_text('[logging]\nconfig_file = "logging.json"\n')
+    (sub / "logging.json").write_text(json.dumps({
+        "formatters": {"f": {"format": "DICT %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "f"}},
+        "loggers": {"pounce": {"level": "ERROR", "handlers": ["h"], "propagate": False}},
+    }))
+    # The file says ERROR; the explicit --log-level info on the command line wins.
+    proc, url = start(pounce_process, "testapps:hello", "--host", "127.0.0.1", "--port", "0",
+                      "--config", str(sub / "pounce.toml"), "--log-level", "info")
+    httpx.get(url + "/rel")
+    output = stop(proc)
+    assert "DICT INFO pounce.server listening on" in output
+    assert 'DICT INFO pounce.access 127.0.0.1:' in output and "/rel HTTP/1.1" in output

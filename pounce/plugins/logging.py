@@ -275,7 +275,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if not self.follow_stderr:
             super().flush()
         else:
-            with self.lock or threading.Lock(), contextlib.suppress(OSError, ValueError, AttributeError):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
                 sys.stderr.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -338,9 +338,9 @@ def setup(config: Any) -> None:
     section = config.section("logging")
     level = _numeric(section.get("level", "info"))
     root = _reset()
-    path = section.get("config_file")
-    if path:
-        _apply_dict_config(Path(path))
+    path = config_file_path(config)
+    if path is not None:
+        _apply_dict_config(path)
         if config.origin("logging", "level") != "default":
             root.setLevel(level)
     else:
@@ -358,6 +358,20 @@ def setup(config: Any) -> None:
             logger.propagate = False
         root.setLevel(level)
     _configured_pid = os.getpid()
+
+
+def config_file_path(config: Any) -> Path | None:
+    """``[logging] config_file``, a relative path taken from the directory of
+    the TOML file that set it (from the working directory for a flag or an
+    environment variable)."""
+    value = config.section("logging").get("config_file")
+    if not value:
+        return None
+    path = Path(value)
+    origin = config.origin("logging", "config_file")
+    if not path.is_absolute() and origin not in ("default", "env", "cli", "override") and config.source:
+        path = Path(config.source).parent / path
+    return path
 
 
 def _wants_colour(stream: Any) -> bool:
@@ -405,9 +419,9 @@ def _apply_dict_config(path: Path) -> None:
     try:
         logging.config.dictConfig(data)
     except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"{path}: invalid logging dictConfig: {exc} ({cause})" if cause is not exc
-                          else f"{path}: invalid logging dictConfig: {exc}") from None
+        # dictConfig says which entry failed; its cause says why.
+        why = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        raise ConfigError(f"{path}: invalid logging dictConfig: {exc}{why}") from None
 
 
 @hookimpl
