@@ -274,3 +274,36 @@ def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Pat
     proc.signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert not path.exists()  # the supervisor, owner of the file, removed it
+
+
+def listeners(port: int) -> int:
+    """LISTEN sockets on ``port`` in /proc/net/tcp (one per socket, not per fd)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            count += 1
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode: str) -> None:
+    shared = start(pounce_process, "--workers", "2", "--worker-mode", mode)
+    wait_output(shared, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
+    assert listeners(int(shared.url.rsplit(":", 1)[1])) == 1
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode, "--reuse-port")
+    wait_output(proc, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
+    port = int(proc.url.rsplit(":", 1)[1])
+    assert listeners(port) == 2  # the supervisor only holds the port
+    load = Load(proc.url, seconds=1.5, concurrency=4, path="/")
+    try:
+        load.finish()
+    finally:
+        load.kill()
+    assert load.results and load.errors() == []
+    proc.signal(signal.SIGHUP)
+    wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old workers to exit")
+    assert listeners(port) == 2
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0

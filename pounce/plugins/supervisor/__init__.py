@@ -53,6 +53,19 @@ def pounce_add_options(options: Any) -> None:
         min=0)
     add("supervisor", "backoff_max", "float", 10.0,
         "Longest delay before replacing a failed worker.", min=0)
+    add("supervisor", "reuse_port", "bool", False,
+        "One SO_REUSEPORT listener per worker (TCP only) instead of one shared socket: better "
+        "balance, but a draining worker's queued connections are reset.", cli="--reuse-port")
+
+
+@hookimpl
+def pounce_bind(config: Any) -> list[socket.socket] | None:
+    """With reuse_port, hold the address without listening; workers listen."""
+    from pounce.plugins.supervisor import reuseport
+
+    if not reuseport.wanted(config):
+        return None
+    return [reuseport.hold_port(config.host, config.port)]
 
 
 @hookimpl

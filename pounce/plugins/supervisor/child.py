@@ -101,6 +101,11 @@ def _run(spec: ChildSpec, status: StatusPipe) -> None:
         raise culprit_error(manager, exc, "pounce_configure") from exc
     ensure_log_output()
     sockets = [socket.socket(fileno=fd) for fd in spec.fds]
+    if spec.reuse_port:
+        from pounce.plugins.supervisor.reuseport import worker_listeners
+
+        held, sockets = sockets, worker_listeners(sockets, config.backlog)
+        close_quietly(held)
     try:
         app = load_app(spec.app_path, factory=config.factory, app_dir=config.app_dir)
         tls = manager.call("pounce_tls_context", config=config)

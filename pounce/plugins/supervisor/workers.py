@@ -166,7 +166,12 @@ class ThreadWorker(WorkerHandle):
         # Each thread gets its own descriptors for the listening sockets:
         # asyncio closes the socket it serves on when that server closes,
         # which must not close the socket under the other workers.
-        sockets = [sock.dup() for sock in server.sockets]
+        from pounce.plugins.supervisor.reuseport import is_listening, worker_listeners
+
+        if all(is_listening(sock) for sock in server.sockets):
+            sockets = [sock.dup() for sock in server.sockets]
+        else:  # reuse_port: the supervisor only holds the address
+            sockets = worker_listeners(server.sockets, config.backlog)
         try:
             app = wrap_app(server.plugins, config, server.app)
             ctx = WorkerContext(
@@ -222,6 +227,7 @@ class ChildSpec:
     max_requests: int
     heartbeat: float
     parent_pid: int
+    reuse_port: bool = False  # fds are held addresses: bind own listeners to them
     plugins: list[bytes] = field(default_factory=list)  # pickled programmatic plugins
 
 
@@ -255,6 +261,8 @@ class ProcessWorker(WorkerHandle):
         return f"worker {self.worker_id} (pid {self.pid})"
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        from pounce.plugins.supervisor.reuseport import is_listening
+
         server = self.server
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
@@ -269,6 +277,7 @@ class ProcessWorker(WorkerHandle):
             heartbeat=self.heartbeat,
             parent_pid=os.getpid(),
             plugins=self.plugins,
+            reuse_port=not all(is_listening(sock) for sock in server.sockets),
         )
         blob = base64.b64encode(pickle.dumps(spec)).decode("ascii")
         try:
