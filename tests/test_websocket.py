@@ -614,3 +614,39 @@ def test_wss_over_tls(ws_serve: Any, tmp_path: Any) -> None:
     assert info["scheme"] == "wss"
     assert "tls" in info["extensions"]
     assert echoed == "x" * 100000
+
+
+async def crashes(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await receive()
+    raise ValueError("app bug")
+
+
+def test_app_error_after_accept_closes_with_1011(ws_serve: Any) -> None:
+    srv = ws_serve(crashes)
+
+    async def go() -> int | None:
+        async with client(ws_url(srv)) as ws:
+            await ws.send("boom")
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code
+
+    assert run(go()) == 1011
+    # and the next connection is served
+    raw = RawClient(srv.port)
+    raw.open()
+
+
+def test_upgrade_after_a_keep_alive_request(ws_serve: Any) -> None:
+    srv = ws_serve(demo_app)
+    raw = RawClient(srv.port)
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, body = raw.read_head()
+    assert status == 200 and b"ok" in body
+    # the same connection upgrades, with a frame sent right behind the request
+    raw.send(handshake_request() + frame(0x1, b"early frame"))
+    status, _, _ = raw.read_head()
+    assert status == 101
+    assert raw.read_frame()[:2] == (0x1, b"early frame")
