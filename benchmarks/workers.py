@@ -2,6 +2,7 @@
 mode) next to uvicorn --workers 1 and 2, in one run.
 
     .venv/bin/python benchmarks/workers.py [--rounds 3] [--duration 5] [--connections 64]
+    .venv/bin/python benchmarks/workers.py --zero-drop 3   # client errors during restarts
 
 Every contender serves ``benchmarks/apps.py`` (``GET /``, 13 bytes) over
 HTTP/1.1 keep-alive; uvicorn runs its h11 + asyncio stack, the same protocol
@@ -34,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -143,12 +145,85 @@ def run_python(port: int, duration: float, connections: int) -> tuple[float, int
     return sum(counts) / duration, errors[0]
 
 
+# -- zero-drop scenarios ---------------------------------------------------------------
+
+READY_LINE = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
+
+
+def zero_drop(repeats: int) -> None:
+    """Client-side error counts while the supervisor changes workers under load.
+
+    The load generator is the supervisor tests' (``tests/test_supervisor_apps.py``):
+    4 client threads, a fresh connection per request, ``GET /?sleep=0.02``.
+    """
+    import tempfile
+
+    tests = BENCH_DIR.parent / "tests"
+    sys.path.insert(0, str(tests))
+    from test_supervisor_apps import Load
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests), str(tests / "apps")]), PYTHONUNBUFFERED="1")
+    scenarios = [
+        ("rolling restart (SIGHUP)", "process", "hup", ()),
+        ("rolling restart (SIGHUP)", "thread", "hup", ()),
+        ("rolling restart (SIGHUP), --reuse-port", "process", "hup", ("--reuse-port",)),
+        ("max_requests=60 recycling", "process", "none", ("--limit-max-requests", "60")),
+        ("max_requests=60 recycling", "thread", "none", ("--limit-max-requests", "60")),
+        ("SIGKILL one worker", "process", "kill", ()),
+        ("SIGTERM shutdown", "process", "term", ()),
+        ("SIGTERM shutdown", "thread", "term", ()),
+    ]
+    print("| scenario | mode | requests | client errors per run | errors among requests accepted before the event |")
+    print("|---|---|---:|---|---|")
+    for label, mode, event, extra in scenarios:
+        totals, errs, early = [], [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryFile() as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pounce", "test_supervisor_apps:app", "--port", "0", "--workers", "2",
+                     "--worker-mode", mode, *extra], env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True)
+
+                def output(log: Any = log) -> str:
+                    log.seek(0)
+                    return log.read().decode(errors="replace")
+
+                deadline = time.monotonic() + 30
+                while "serving with 2" not in output() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                url = re.search(r"listening on (\S+)", output()).group(1)  # type: ignore[union-attr]
+                load = Load(url, seconds=4.0, concurrency=4)
+                time.sleep(1.5)
+                at = time.time()
+                if event == "hup":
+                    os.kill(proc.pid, signal.SIGHUP)
+                elif event == "term":
+                    os.kill(proc.pid, signal.SIGTERM)
+                elif event == "kill":
+                    os.kill(int(READY_LINE.findall(output())[0][1]), signal.SIGKILL)
+                results = load.finish()
+                stop(proc)
+            totals.append(len(results))
+            errs.append(sum(not r["ok"] for r in results))
+            if event == "none":
+                early.append(errs[-1])
+            else:
+                early.append(sum(not r["ok"] for r in results if r["start"] < at - 0.1))
+        print(f"| {label} | {mode} | {statistics.median(totals):.0f} | {', '.join(map(str, errs))} | "
+              f"{', '.join(map(str, early))} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--zero-drop", type=int, metavar="REPEATS", default=0,
+                        help="instead of throughput, count client errors in the supervisor scenarios")
     args = parser.parse_args()
+    if args.zero_drop:
+        zero_drop(args.zero_drop)
+        return 0
     load = run_wrk if shutil.which("wrk") else run_python
     client = "wrk -t1" if load is run_wrk else "python threads"
     every = contenders()
