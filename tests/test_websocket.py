@@ -530,8 +530,9 @@ def test_graceful_shutdown_closes_with_1012(ws_serve: Any) -> None:
     assert disconnect["code"] == 1012
 
 
-def test_sigterm_closes_open_websockets(pounce_process: Any) -> None:
-    proc = pounce_process("wsapps:echo", "--port", "0", "--lifespan", "off")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_closes_open_websockets(pounce_process: Any, workers: str) -> None:
+    proc = pounce_process("wsapps:echo", "--port", "0", "--lifespan", "off", "--workers", workers)
     url = proc.url.replace("http://", "ws://") + "/ws"
     codes: list[int | None] = []
 
