@@ -89,3 +89,10 @@ def test_subprotocol_given_as_a_header_is_honoured_once() -> None:
     data, _ = accept_response(hs, subprotocol=None, app_headers=[(b"sec-websocket-protocol", b"graphql-ws")],
                               default_headers=[], deflate=False)
     assert data.count(b"sec-websocket-protocol: graphql-ws\r\n") == 1
+
+
+def test_text_limit_counts_utf8_bytes() -> None:
+    session = WebSocketSession([], max_message_size=10)
+    assert session.receive_data(frame(0x1, "ééééé".encode())) == [{"type": "websocket.receive", "text": "ééééé"}]
+    messages = session.receive_data(frame(0x1, "éééééé".encode()))  # 6 characters, 12 bytes
+    assert messages[0]["code"] == 1009

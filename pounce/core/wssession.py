@@ -256,7 +256,9 @@ class WebSocketSession:
 
     def _on_data(self, event: TextMessage | BytesMessage) -> dict[str, Any] | None:
         data = event.data
-        self._size += len(data)
+        # The limit is in bytes; an ASCII str (the common case) has as many
+        # characters as UTF-8 bytes, and isascii() is a flag check.
+        self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
         if self._size > self.max_message_size:
             self._parts.clear()
             # The parser is still in step: keep reading (and discarding) until
