@@ -94,7 +94,7 @@ except (ImportError, KeyError, AttributeError):  # pragma: no cover - other h11
 
 class _Connection(h11.Connection):
     """h11's server connection with a stricter request-head reader: no
-    obs-fold, and the size limit applied to complete heads too (h11 applies
+    obs-fold, no repeated Content-Length, and the size limit applied to complete heads too (h11 applies
     ``max_incomplete_event_size`` only to heads still incomplete, so a large
     head that arrives in one read would otherwise pass)."""
 
@@ -121,9 +121,17 @@ class _Connection(h11.Connection):
         if before - len(buf) > self._head_limit:
             too_long = len(lines[0]) > self._head_limit
             raise h11.LocalProtocolError("request head too large", error_status_hint=414 if too_long else 431)
+        seen_length = False
         for line in lines:
-            if line[:1] in (b" ", b"\t"):
+            first = line[:1]
+            if first == b" " or first == b"\t":
                 raise h11.LocalProtocolError("obs-fold (folded header line) is not accepted")
+            if (first == b"C" or first == b"c") and line[:15].lower() == b"content-length:":
+                # h11 quietly merges repeated or listed equal lengths ("5, 5");
+                # either is a smuggling probe, not a length.
+                if seen_length or b"," in line:
+                    raise h11.LocalProtocolError("repeated Content-Length")
+                seen_length = True
         matches = _validate(request_line_re, lines[0], "illegal request line: {!r}", lines[0])
         return h11.Request(headers=list(_decode_header_lines(lines[1:])), _parsed=True, **matches)
 
