@@ -94,6 +94,31 @@ def test_the_guide_documents_every_hook() -> None:
         assert f"`{hook}(" in text, f"{hook} is missing from the lifecycle table of docs/plugins.md"
 
 
+def test_connection_hook_costs_nothing_when_unused() -> None:
+    """The guide's promise: with no pounce_wrap_protocol answer, the worker
+    hands asyncio the core's own factory object, untouched."""
+    from pounce import hookimpl
+    from pounce.core.plugins import build_plugin_manager
+    from pounce.core.worker import wrap_protocol
+
+    manager = build_plugin_manager()
+    config = object()
+
+    def core_factory() -> None:
+        return None
+
+    assert wrap_protocol(manager, config, core_factory) is core_factory  # type: ignore[arg-type]
+
+    class Wrapper:
+        @hookimpl
+        def pounce_wrap_protocol(self, factory: object) -> object:
+            return lambda: ("wrapped", factory)
+
+    manager.register(Wrapper(), "wrapper")
+    wrapped = wrap_protocol(manager, config, core_factory)  # type: ignore[arg-type]
+    assert wrapped is not core_factory and wrapped() == ("wrapped", core_factory)
+
+
 def test_the_example_plugins_own_tests_pass(installed: tuple[Path, dict[str, str]]) -> None:
     folder, env = installed
     result = subprocess.run(

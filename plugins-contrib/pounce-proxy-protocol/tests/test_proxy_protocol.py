@@ -7,7 +7,9 @@ object. The parser is also tested with bytes alone.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
 import sys
 import textwrap
@@ -27,7 +29,13 @@ BALANCED = ("198.51.100.1", 443)
 
 
 async def client_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers with the ASGI client it was given."""
+    """Answers with the ASGI client it was given (over HTTP or WebSocket)."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(scope["client"])})
+        await send({"type": "websocket.close"})
+        return
     if scope["type"] != "http":
         return
     body = json.dumps({"client": scope["client"]}).encode()
@@ -160,6 +168,24 @@ def test_header_split_into_single_bytes_then_keep_alive(server: Any) -> None:
                 assert part, "server closed a keep-alive connection"
                 data += part
             assert client_of(data) == list(CLIENT)
+
+
+def test_websocket_upgrade_after_the_header(server: Any) -> None:
+    srv = server()
+    key = base64.b64encode(os.urandom(16))
+    handshake = (b"GET /ws HTTP/1.1\r\nhost: example\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+                 b"sec-websocket-key: " + key + b"\r\nsec-websocket-version: 13\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(v2_header(CLIENT, BALANCED) + handshake)
+        data = b""
+        while b"\x88" not in data:  # until the close frame
+            part = sock.recv(4096)
+            assert part, data
+            data += part
+    assert data.startswith(b"HTTP/1.1 101")
+    frame = data.partition(b"\r\n\r\n")[2]
+    assert frame[0] == 0x81  # one unmasked text frame
+    assert json.loads(frame[2:2 + frame[1]]) == list(CLIENT)
 
 
 def test_v2_local_command_keeps_the_socket_peer(server: Any) -> None:

@@ -136,18 +136,19 @@ def _watchdog(state: _State, interval: float) -> None:
 
 
 def _worker_ready(state: _State) -> None:
+    # Under the lock, so that thread workers' messages leave in count order.
     with state.lock:
         state.ready += 1
         ready, expected = state.ready, state.expected
         first = not state.announced and ready >= expected
         if first:
             state.announced = True
-    where = ", ".join(state.addresses) or "inherited sockets"
-    status = f"STATUS=serving on {where} ({min(ready, expected)}/{expected} workers accepting)"
-    if first:
-        state.notifier.notify("READY=1", status, f"MAINPID={state.main_pid}")
-    else:
-        state.notifier.notify(status)
+        where = ", ".join(state.addresses) or "inherited sockets"
+        status = f"STATUS=serving on {where} ({min(ready, expected)}/{expected} workers accepting)"
+        if first:
+            state.notifier.notify("READY=1", status, f"MAINPID={state.main_pid}")
+        else:
+            state.notifier.notify(status)
 
 
 @hookimpl
@@ -200,8 +201,8 @@ def pounce_worker_exit(config: Any, worker_id: int, exitcode: int | None) -> Non
         return
     with state.lock:
         state.ready = max(state.ready - 1, 0)
-    state.notifier.notify(f"STATUS=worker {worker_id} exited ({exitcode}); "
-                          f"{state.ready}/{state.expected} workers accepting")
+        state.notifier.notify(f"STATUS=worker {worker_id} exited ({exitcode}); "
+                              f"{state.ready}/{state.expected} workers accepting")
 
 
 @hookimpl

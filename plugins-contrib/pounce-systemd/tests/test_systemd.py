@@ -125,6 +125,19 @@ def test_ready_only_when_both_worker_processes_accept(tmp_path: Path, listener: 
     assert any("exited" in t for t in listener.texts())
 
 
+def test_thread_workers_report_in_order(tmp_path: Path, listener: NotifyListener) -> None:
+    env = pounce_env(NOTIFY_SOCKET=listener.address)
+    args = ["pounce.demo:app", "--port", "0", "--plugin", "systemd", "--workers", "3", "--worker-mode", "thread"]
+    with ServerProcess(args, cwd=tmp_path, env=env) as proc:
+        _, sender, text = listener.wait_for("READY=1")
+        assert sender == proc.proc.pid  # type: ignore[union-attr]
+        assert "(3/3 workers accepting)" in text
+        time.sleep(0.2)
+    serving = [t for t in listener.texts() if "workers accepting)" in t and "STATUS=serving" in t]
+    assert [s.split("(")[1][:3] for s in serving] == ["1/3", "2/3", "3/3"], serving
+    assert "READY=1" in serving[-1]
+
+
 def test_abstract_notify_socket(tmp_path: Path) -> None:
     lis = NotifyListener(f"@pounce-test-{uuid.uuid4().hex}")
     try:
