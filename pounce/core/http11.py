@@ -94,9 +94,9 @@ except (ImportError, KeyError, AttributeError):  # pragma: no cover - other h11
 
 class _Connection(h11.Connection):
     """h11's server connection with a stricter request-head reader: no
-    obs-fold, no repeated Content-Length, and the size limit applied to complete heads too (h11 applies
-    ``max_incomplete_event_size`` only to heads still incomplete, so a large
-    head that arrives in one read would otherwise pass)."""
+    obs-fold, no repeated Content-Length, and the size limit applied to
+    complete heads too (h11 applies ``max_incomplete_event_size`` only to
+    heads still incomplete, so a large head arriving in one read would pass)."""
 
     def __init__(self, role: Any, max_incomplete_event_size: int) -> None:
         self._head_limit = max_incomplete_event_size
@@ -123,10 +123,10 @@ class _Connection(h11.Connection):
             raise h11.LocalProtocolError("request head too large", error_status_hint=414 if too_long else 431)
         seen_length = False
         for line in lines:
-            first = line[:1]
-            if first == b" " or first == b"\t":
+            first = line[0]  # lines are never empty inside a head
+            if first == 32 or first == 9:  # SP, HTAB
                 raise h11.LocalProtocolError("obs-fold (folded header line) is not accepted")
-            if (first == b"C" or first == b"c") and line[:15].lower() == b"content-length:":
+            if (first == 67 or first == 99) and line[:15].lower() == b"content-length:":  # C, c
                 # h11 quietly merges repeated or listed equal lengths ("5, 5");
                 # either is a smuggling probe, not a length.
                 if seen_length or b"," in line:
