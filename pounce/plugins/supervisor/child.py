@@ -13,7 +13,6 @@ anything else (the error is logged on stderr first).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import pickle
@@ -49,11 +48,15 @@ class StatusPipe:
             pass  # supervisor gone or pipe full: the heartbeat check copes
 
 
-def main(blob: str) -> int:
+def main(blob: bytes) -> int:
     # Ctrl-C reaches the whole process group; the supervisor decides how
     # workers stop, so a worker ignores SIGINT and waits for SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec: ChildSpec = pickle.loads(base64.b64decode(blob))
+    spec: ChildSpec = pickle.loads(blob)
+    # stdin carried the spec; the app gets /dev/null, as in the supervisor.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     status = StatusPipe(spec.status_fd)
     try:
         _run(spec, status)

@@ -14,7 +14,6 @@ descriptors only.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import enum
 import json
@@ -231,9 +230,11 @@ class ChildSpec:
     plugins: list[bytes] = field(default_factory=list)  # pickled programmatic plugins
 
 
+# The child reads its sys.path (one JSON line) and then the pickled spec from
+# stdin, so `ps` shows a short command line ending in "pounce-worker-N".
 _BOOT = (
-    "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-    "from pounce.plugins.supervisor.child import main; sys.exit(main(sys.argv[2]))"
+    "import sys, json; sys.path[:] = json.loads(sys.stdin.buffer.readline()); "
+    "from pounce.plugins.supervisor.child import main; sys.exit(main(sys.stdin.buffer.read()))"
 )
 
 
@@ -279,14 +280,20 @@ class ProcessWorker(WorkerHandle):
             plugins=self.plugins,
             reuse_port=not all(is_listening(sock) for sock in server.sockets),
         )
-        blob = base64.b64encode(pickle.dumps(spec)).decode("ascii")
+        payload = json.dumps(sys.path).encode() + b"\n" + pickle.dumps(spec)
         try:
             # subprocess forks and execs at once: nothing of this process's
             # event loop or threads survives into the child.
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, json.dumps(sys.path), blob],
-                pass_fds=[*fds, write_fd], stdin=subprocess.DEVNULL,
+                [sys.executable, "-c", _BOOT, f"pounce-worker-{self.worker_id}"],
+                pass_fds=[*fds, write_fd], stdin=subprocess.PIPE,
             )
+            assert self.proc.stdin is not None
+            try:
+                with self.proc.stdin:
+                    self.proc.stdin.write(payload)
+            except BrokenPipeError:
+                pass  # the child died at once; reaped like any boot failure
         except BaseException:
             os.close(read_fd)
             raise
