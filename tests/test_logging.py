@@ -478,3 +478,33 @@ def test_dict_config_path_is_relative_to_its_toml_and_explicit_level_wins(pounce
     output = stop(proc)
     assert "DICT INFO pounce.server listening on" in output
     assert 'DICT INFO pounce.access 127.0.0.1:' in output and "/rel HTTP/1.1" in output
+
+
+WS_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+'''
+
+
+def test_websocket_handshake_gets_an_access_record(pounce_process: Any, tmp_path: Path) -> None:
+    (tmp_path / "wsapp.py").write_text(WS_APP)
+    proc, url = start(pounce_process, "wsapp:app", "--host", "127.0.0.1", "--port", "0", "--log-format", "json")
+    with socket.create_connection(proc_addr(url), timeout=10) as sock:
+        sock.sendall(b"GET /chat?room=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101")
+    time.sleep(0.2)
+    records = json_lines(stop(proc))
+    [access] = [r for r in records if r["logger"] == "pounce.access"]
+    assert access["status"] == 101 and access["method"] == "GET"
+    assert access["path"] == "/chat" and access["query"] == "room=1"
+    assert '"GET /chat?room=1 HTTP/1.1" 101' in access["msg"]

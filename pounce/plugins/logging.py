@@ -502,7 +502,7 @@ def make_access_logger(fmt: str, logger: logging.Logger) -> Observer:
             client_text = f"{host}:{client[1]}" if client[1] is not None else host
         else:
             host = client_text = "-"
-        method = scope.get("method", "-")
+        method = scope.get("method", "GET")  # a websocket handshake is a GET
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope.get("path", "")
         query = scope.get("query_string", b"").decode("latin-1")
