@@ -287,3 +287,22 @@ def test_single_worker_leaves_serving_to_the_core() -> None:
         assert supervisor_for(srv.server) is None
         assert get(srv)
     assert not any(isinstance(e, WorkerSpawned) for e in srv.collector.events)
+
+
+def test_process_worker_crash_sequence(tmp_path: Any) -> None:
+    import signal
+
+    config = tmp_path / "pounce.toml"
+    config.write_text('[server]\napp = "test_supervisor_apps:app"\n')
+    with ServerThread(apps.app, config_path=config, workers=2, worker_mode="process") as srv:
+        sup = supervisor_for(srv.server)
+        assert sup is not None
+        victim = next(w for w in sup.workers if w.worker_id == 1)
+        os.kill(victim.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        wait_for(lambda: ("ready", 3) in worker_events(srv), what="a replacement worker")
+        events = worker_events(srv)
+        assert get(srv).split()[0] != str(victim.pid)  # type: ignore[attr-defined]
+    crash = ("exit", 1, -signal.SIGKILL, "crashed")
+    assert events[:5] == [("spawn", 1), ("spawn", 2), *sorted(events[2:4]), ("serving", 2)]
+    assert sorted(events[2:4]) == [("ready", 1), ("ready", 2)]
+    assert events[5:8] == [crash, ("spawn", 3), ("ready", 3)]

@@ -307,3 +307,19 @@ def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode
     assert listeners(port) == 2
     proc.signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
+    """A terminal sends TTIN/HUP to the whole process group: workers ignore
+    them (TTIN would otherwise stop a process), the supervisor acts once."""
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+    wait_ready(proc, 2)
+    assert proc.proc is not None
+    os.killpg(proc.proc.pid, signal.SIGTTIN)
+    wait_ready(proc, 3)
+    time.sleep(0.5)
+    output = proc.output()
+    assert "died" not in output and output.count("workers: 3 (one more)") == 1
+    os.killpg(proc.proc.pid, signal.SIGHUP)
+    wait_output(proc, lambda out: out.count("exited (restart") == 3, what="a rolling restart")
+    assert "died" not in proc.output()

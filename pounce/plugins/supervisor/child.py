@@ -49,9 +49,13 @@ class StatusPipe:
 
 
 def main(blob: bytes) -> int:
-    # Ctrl-C reaches the whole process group; the supervisor decides how
-    # workers stop, so a worker ignores SIGINT and waits for SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C (and a terminal's hangup, TTIN/TTOU) reaches the whole process
+    # group. Those are the supervisor's signals: it decides how workers stop
+    # and change, so a worker ignores them and waits for SIGTERM.
+    for name in ("SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, signal.SIG_IGN)
     spec: ChildSpec = pickle.loads(blob)
     # stdin carried the spec; the app gets /dev/null, as in the supervisor.
     devnull = os.open(os.devnull, os.O_RDONLY)
