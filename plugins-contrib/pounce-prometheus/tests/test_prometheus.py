@@ -138,6 +138,22 @@ def test_path_is_configurable_and_default_path_is_the_app(tmp_path: Path) -> Non
         assert "pounce_requests_total" in httpx.get(f"{proc.url}/internal/metrics").text
 
 
+def test_configured_multiprocess_dir_is_emptied_at_start_and_kept(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics-db"
+    directory.mkdir()
+    (directory / "counter_999999.db").write_bytes(b"stale data of a previous run")
+    extra = f'multiprocess_dir = "{directory}"\n'
+    with start(tmp_path, extra=extra) as proc:
+        assert f"multiprocess in {directory}" in proc.output()
+        for _ in range(3):
+            assert httpx.get(f"{proc.url}/", timeout=10).status_code == 200
+        text = httpx.get(f"{proc.url}/internal/metrics", timeout=10).text
+        assert sample(text, "pounce_requests_total", method="GET", status="200") == 3
+        assert not (directory / "counter_999999.db").exists()
+        assert list(directory.glob("counter_*.db"))
+    assert directory.is_dir(), "a configured directory belongs to the user and stays"
+
+
 def test_list_plugins_and_bad_path(tmp_path: Path) -> None:
     listing = run_pounce(["--list-plugins"], cwd=tmp_path)
     line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("prometheus "))
