@@ -58,19 +58,19 @@ def pounce_add_options(options: Any) -> None:
     add("tls", "keyfile", "str", None, "PEM private key file.", cli="--ssl-keyfile", nullable=True,
         metavar="PATH")
     add("tls", "keyfile_password", "str", None, "Password of an encrypted key file.",
-        cli="--ssl-keyfile-password", nullable=True)
+        cli="--ssl-keyfile-password", nullable=True, metavar="PASSWORD")
     add("tls", "ca_certs", "str", None, "CA bundle used to verify client certificates.",
         cli="--ssl-ca-certs", nullable=True, metavar="PATH")
     add("tls", "cert_reqs", "str", "none", "Client certificates: none | optional | required (or 0/1/2).",
-        cli="--ssl-cert-reqs", choices=("none", "optional", "required"),
+        cli="--ssl-cert-reqs", choices=("none", "optional", "required"), metavar="{none,optional,required}",
         aliases={"0": "none", "1": "optional", "2": "required", 0: "none", 1: "optional", 2: "required"})
     add("tls", "ciphers", "str", None, "OpenSSL cipher string for TLS 1.2 and below.",
-        cli="--ssl-ciphers", nullable=True)
+        cli="--ssl-ciphers", nullable=True, metavar="CIPHERS")
     add("tls", "minimum_version", "str", "TLSv1.2", "Lowest TLS version accepted.",
         cli="--ssl-minimum-version", choices=("TLSv1.2", "TLSv1.3"))
     add("tls", "reload_interval", "float", 2.0,
         "Seconds between checks of the certificate files for changes (0: only on SIGHUP).",
-        cli="--ssl-reload-interval", min=0.0)
+        cli="--ssl-reload-interval", min=0.0, metavar="SECONDS")
 
 
 # -- settings and errors ---------------------------------------------------------
