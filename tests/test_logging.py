@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pounce import hookimpl
 from pounce.testing import run_pounce
 from tests.conftest import subprocess_env as test_env
 
@@ -508,3 +509,35 @@ def test_websocket_handshake_gets_an_access_record(pounce_process: Any, tmp_path
     assert access["status"] == 101 and access["method"] == "GET"
     assert access["path"] == "/chat" and access["query"] == "room=1"
     assert '"GET /chat?room=1 HTTP/1.1" 101' in access["msg"]
+
+
+class _WorkerSpy:
+    """A plugin that keeps the request observers each worker was given."""
+
+    def __init__(self) -> None:
+        self.observers: list[tuple[Any, ...]] = []
+
+    @hookimpl
+    def pounce_worker_started(self, worker: Any) -> None:
+        self.observers.append(worker.ctx.observers)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, 1),
+    ({"logging_access_log": False}, 0),
+    ({"logging_level": "warning"}, 0),
+])
+def test_access_log_off_means_no_observer_at_all(overrides: dict[str, Any], expected: int) -> None:
+    """Off (or filtered out by level) the access log adds nothing to the
+    request path: the worker gets no observer to call."""
+    import logging
+
+    from pounce.testing import ServerThread
+    from testapps import hello
+
+    spy = _WorkerSpy()
+    with ServerThread(hello, plugins=[spy], **overrides) as srv:
+        assert httpx.get(srv.url + "/").status_code == 200
+        assert logging.getLogger("asyncio").propagate is False  # event-loop errors in pounce's format
+    assert [len(o) for o in spy.observers] == [expected]
+    assert logging.getLogger("asyncio").propagate is True  # given back after the server closed

@@ -445,6 +445,19 @@ def _ensure(config: Any) -> None:
 
 
 @hookimpl
+def pounce_unconfigure() -> None:
+    """Give the ``asyncio`` logger back once the server is closed: a program
+    that embeds pounce gets its own logging of later event loops. The
+    ``pounce`` loggers keep their handler for anything said after this."""
+    logger = logging.getLogger("asyncio")
+    ours = [h for h in logger.handlers if getattr(h, _OURS, False)]
+    for handler in ours:
+        logger.removeHandler(handler)
+    if ours:
+        logger.propagate = True
+
+
+@hookimpl
 def pounce_worker_started(worker: Any) -> None:
     global _process_worker
     _ensure(worker.config)
