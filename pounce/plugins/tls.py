@@ -21,7 +21,6 @@ import signal
 import ssl
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -376,16 +375,19 @@ def build_context(config: ServerConfig) -> ssl.SSLContext | None:
         return None
     context, pem = _load(settings)
     register_server_cert(context, pem)
-    _watchers[context] = CertificateWatcher(settings, context)
+    CertificateWatcher(settings, context)
     return context
 
 
-_watchers: weakref.WeakKeyDictionary[ssl.SSLContext, CertificateWatcher] = weakref.WeakKeyDictionary()
-
-
 def watcher_of(context: ssl.SSLContext | None) -> CertificateWatcher | None:
-    """The reload watcher of a context :func:`build_context` made, else None."""
-    return _watchers.get(context) if context is not None else None
+    """The reload watcher of a context :func:`build_context` made, else None.
+
+    The watcher lives only as the context's SNI callback, so it goes away
+    with the context; no registry keeps either alive.
+    """
+    callback = getattr(context, "sni_callback", None)
+    owner = getattr(callback, "__self__", None)
+    return owner if isinstance(owner, CertificateWatcher) else None
 
 
 def _install_sighup(worker: Any, watcher: CertificateWatcher) -> None:
