@@ -67,6 +67,17 @@ def crash_in_workers() -> Any:
     return app
 
 
+def crash_after() -> Any:
+    """A factory that works for the first SUPERVISOR_TEST_LIMIT processes
+    calling it and raises in every later one: a deploy that broke."""
+    marker = Path(os.environ["SUPERVISOR_TEST_MARKER"])
+    with marker.open("ab") as f:
+        f.write(b"x")
+    if marker.stat().st_size > int(os.environ["SUPERVISOR_TEST_LIMIT"]):
+        raise RuntimeError("new code cannot start (test)")
+    return app
+
+
 # -- load generator ---------------------------------------------------------------
 
 

@@ -323,3 +323,29 @@ def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
     os.killpg(proc.proc.pid, signal.SIGHUP)
     wait_output(proc, lambda out: out.count("exited (restart") == 3, what="a rolling restart")
     assert "died" not in proc.output()
+
+
+def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "SUPERVISOR_TEST_MARKER": str(tmp_path / "calls"),
+           "SUPERVISOR_TEST_LIMIT": "3", "POUNCE_SUPERVISOR_MAX_RESTARTS": "3",
+           "POUNCE_SUPERVISOR_BACKOFF": "0.05"}
+    proc = ServerProcess(["test_supervisor_apps:crash_after", "--factory", "--port", "0", "--workers", "2",
+                          "--worker-mode", "process"], cwd=tmp_path, env=env)
+    try:
+        proc.start()
+        wait_ready(proc, 2)
+        old = set(ready_pids(proc).values())
+        proc.signal(signal.SIGHUP)
+        wait_output(proc, lambda out: "rolling restart abandoned" in out, what="the restart to be abandoned")
+        load = Load(proc.url, seconds=1.0, concurrency=2, path="/")
+        try:
+            load.finish()
+        finally:
+            load.kill()
+        assert load.results and load.errors() == []
+        assert load.pids() <= {str(p) for p in old}
+        assert "new code cannot start" in proc.output()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.__exit__(None, None, None)

@@ -391,13 +391,30 @@ class Supervisor:
         self.last_failure_at = now
         self.last_failure = f"{worker.describe()} {reason}: {detail}"
         if self.failures >= self.max_restarts:
+            # A rolling restart (or recycling) whose new workers cannot start:
+            # keep the old workers serving rather than stop the server.
+            old = [w for w in self.workers if w.marked and w.phase is Phase.READY]
+            if old and reason == "boot-failed":
+                why = {w.marked for w in old}
+                for w in old:
+                    w.marked = None
+                    w.wants_retire = False
+                self.failures = 0
+                logger.error(
+                    "new workers fail to start (last: %s); %s abandoned, the %d running workers keep serving",
+                    self.last_failure,
+                    " and ".join(sorted({"restart": "rolling restart"}.get(str(r), "recycling") for r in why)),
+                    len(old),
+                )
+                return
             raise SupervisorError(
                 f"workers failed {self.failures} times in a row within {self.min_uptime:g}s of starting "
                 f"(last: {self.last_failure}); giving up ([supervisor] max_restarts = {self.max_restarts})"
             )
         delay = 0.0 if not self.failures else min(self.backoff_max, self.backoff * 2 ** (self.failures - 1))
         self.next_spawn_at = now + delay
-        if delay:
+        unmarked = sum(w.phase is not Phase.DRAINING and not w.marked for w in self.workers)
+        if delay and unmarked < self.target:
             logger.info("starting a replacement in %.1fs (%d quick failures in a row)", delay, self.failures)
 
     def _abort_all(self) -> None:
