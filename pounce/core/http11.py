@@ -24,6 +24,7 @@ import asyncio
 import http
 import logging
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -75,12 +76,16 @@ def error_response(ctx: WorkerContext, status: int, text: str | None = None) -> 
 
 # -- stricter request heads ----------------------------------------------------
 #
-# h11 unfolds obs-fold header lines (RFC 9112 allows either that or a 400).
-# Folding is a classic request-smuggling lever between a proxy and a server
-# that disagree about it, so pounce rejects it. h11 picks its reader for the
-# request head from a table; the connection subclass below swaps in a reader
-# that refuses continuation lines and otherwise does exactly what h11's does.
-# If a future h11 moves these internals, pounce falls back to h11's reader.
+# h11 unfolds obs-fold header lines and merges equal repeated Content-Lengths
+# (RFC 9112 and 9110 allow either that or a 400). Both are classic
+# request-smuggling levers between a proxy and a server that disagree, so
+# pounce refuses them. h11 also applies ``max_incomplete_event_size`` only to
+# heads still incomplete, so a large head that arrives in one read would pass.
+# The connection subclass below reads request heads with a reader that does
+# exactly what h11's does plus those checks. It is installed where h11 would
+# install its own (a new connection, and each start_next_cycle), so the rest
+# of h11 runs untouched and the cost is one extra call per request. If a
+# future h11 moves these internals, pounce falls back to h11's own reader.
 
 try:
     from h11._readers import READERS as _H11_READERS
@@ -88,55 +93,62 @@ try:
     from h11._util import validate as _validate
 
     _H11_HEAD_READER: Any = _H11_READERS[(h11.CLIENT, h11.IDLE)]
+    if getattr(h11.Connection(h11.SERVER), "_reader", None) is not _H11_HEAD_READER:
+        _H11_HEAD_READER = None
 except (ImportError, KeyError, AttributeError):  # pragma: no cover - other h11
     _H11_HEAD_READER = None
 
 
+def _read_request_head(limit: int, buf: Any) -> h11.Request | None:
+    """h11's request-head reader plus pounce's checks (see above)."""
+    before = len(buf)
+    lines = buf.maybe_extract_lines()
+    if lines is None:
+        if buf.is_next_line_obviously_invalid_request_line():
+            raise h11.LocalProtocolError("illegal request line")
+        return None
+    if not lines:
+        raise h11.LocalProtocolError("no request line received")
+    if before - len(buf) > limit:
+        too_long = len(lines[0]) > limit
+        raise h11.LocalProtocolError("request head too large", error_status_hint=414 if too_long else 431)
+    seen_length = False
+    for line in lines:
+        first = line[0]  # lines are never empty inside a head
+        if first == 32 or first == 9:  # SP, HTAB
+            raise h11.LocalProtocolError("obs-fold (folded header line) is not accepted")
+        if (first == 67 or first == 99) and line[:15].lower() == b"content-length:":  # C, c
+            if seen_length or b"," in line:
+                raise h11.LocalProtocolError("repeated Content-Length")
+            seen_length = True
+    matches = _validate(request_line_re, lines[0], "illegal request line: {!r}", lines[0])
+    return h11.Request(headers=list(_decode_header_lines(lines[1:])), _parsed=True, **matches)
+
+
+# One reader per head-size limit, shared by every connection of the process.
+_HEAD_READERS: dict[int, Any] = {}
+
+
 class _Connection(h11.Connection):
-    """h11's server connection with a stricter request-head reader: no
-    obs-fold, no repeated Content-Length, and the size limit applied to
-    complete heads too (h11 applies ``max_incomplete_event_size`` only to
-    heads still incomplete, so a large head arriving in one read would pass)."""
+    """h11's server connection reading request heads with the strict reader."""
 
     def __init__(self, role: Any, max_incomplete_event_size: int) -> None:
-        self._head_limit = max_incomplete_event_size
-        self._head_reader = self._read_request_head
         super().__init__(role, max_incomplete_event_size=max_incomplete_event_size)
+        reader = _HEAD_READERS.get(max_incomplete_event_size)
+        if reader is None:
+            reader = _HEAD_READERS[max_incomplete_event_size] = partial(
+                _read_request_head, max_incomplete_event_size)
+        self._head_reader = self._reader = reader
 
-    def _get_io_object(self, role: Any, event: Any, io_dict: Any) -> Any:
-        reader = super()._get_io_object(role, event, io_dict)
-        if reader is _H11_HEAD_READER:
-            return self._head_reader
-        return reader
-
-    def _read_request_head(self, buf: Any) -> h11.Request | None:
-        before = len(buf)
-        lines = buf.maybe_extract_lines()
-        if lines is None:
-            if buf.is_next_line_obviously_invalid_request_line():
-                raise h11.LocalProtocolError("illegal request line")
-            return None
-        if not lines:
-            raise h11.LocalProtocolError("no request line received")
-        if before - len(buf) > self._head_limit:
-            too_long = len(lines[0]) > self._head_limit
-            raise h11.LocalProtocolError("request head too large", error_status_hint=414 if too_long else 431)
-        seen_length = False
-        for line in lines:
-            first = line[0]  # lines are never empty inside a head
-            if first == 32 or first == 9:  # SP, HTAB
-                raise h11.LocalProtocolError("obs-fold (folded header line) is not accepted")
-            if (first == 67 or first == 99) and line[:15].lower() == b"content-length:":  # C, c
-                # h11 quietly merges repeated or listed equal lengths ("5, 5");
-                # either is a smuggling probe, not a length.
-                if seen_length or b"," in line:
-                    raise h11.LocalProtocolError("repeated Content-Length")
-                seen_length = True
-        matches = _validate(request_line_re, lines[0], "illegal request line: {!r}", lines[0])
-        return h11.Request(headers=list(_decode_header_lines(lines[1:])), _parsed=True, **matches)
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        self._reader = self._head_reader  # both sides are IDLE again
 
 
-_ConnectionClass: Any = _Connection if _H11_HEAD_READER is not None else h11.Connection
+def _new_connection(max_incomplete_event_size: int) -> h11.Connection:
+    if _H11_HEAD_READER is None:  # pragma: no cover - other h11
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
+    return _Connection(h11.SERVER, max_incomplete_event_size)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -145,7 +157,7 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.conn = _ConnectionClass(h11.SERVER, ctx.max_incomplete_event_size)
+        self.conn = _new_connection(ctx.max_incomplete_event_size)
         self.transport: asyncio.Transport | None = None
         self.cycle: RequestCycle | None = None
         self.client: tuple[str, int] | None = None
