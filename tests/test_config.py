@@ -130,10 +130,18 @@ def test_header_option_keeps_commas(tmp_path: Path) -> None:
     assert 'headers = ["X-A: 1, 2", "X-B:3"]' in result.stdout
 
 
-def test_ssl_cert_reqs_accepts_uvicorn_numbers(tmp_path: Path) -> None:
-    result = check(tmp_path, "testapps:hello", "--ssl-cert-reqs", "2")
-    assert result.returncode == 0, result.stderr
-    assert 'cert_reqs = "required"' in result.stdout
+def test_ssl_cert_reqs_accepts_uvicorn_numbers() -> None:
+    for given, expected in (("0", "none"), ("1", "optional"), ("2", "required"), (2, "required")):
+        config = ServerConfig.load(None, env={}, discover=False, tls_cert_reqs=given)
+        assert config.tls.cert_reqs == expected
+    env = ServerConfig.load(None, env={"POUNCE_TLS_CERT_REQS": "1"}, discover=False)
+    assert env.tls.cert_reqs == "optional"
+
+
+def test_check_runs_plugin_validation(tmp_path: Path) -> None:
+    result = check(tmp_path, "testapps:hello", "--ssl-certfile", "missing.pem")
+    assert result.returncode == 2
+    assert "--ssl-certfile" in result.stderr and "missing.pem" in result.stderr
 
 
 def test_workers_auto(tmp_path: Path) -> None:

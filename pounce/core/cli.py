@@ -19,7 +19,7 @@ from pounce import __version__
 from pounce.core.config import find_config_file, load_config, plugin_settings, read_toml
 from pounce.core.errors import PounceError
 from pounce.core.options import Option, OptionRegistry
-from pounce.core.plugins import PounceManager, build_plugin_manager
+from pounce.core.plugins import PounceManager, build_plugin_manager, culprit_error
 
 PROG = "pounce"
 
@@ -140,7 +140,19 @@ def _main(argv: list[str]) -> int:
         manager_factory=lambda **_: manager, require_app=True,
     )
     if args.check:
-        print(format_check(config, manager))
+        # Plugins validate in pounce_configure (files exist, formats parse):
+        # --check runs it so that what would fail at startup fails here.
+        config = config.with_defaults(manager.registry)
+        try:
+            manager.hook.pounce_configure.call_historic(kwargs={"config": config})
+        except PounceError:
+            raise
+        except Exception as exc:
+            raise culprit_error(manager, exc, "pounce_configure") from exc
+        try:
+            print(format_check(config, manager))
+        finally:
+            manager.call("pounce_unconfigure", config=config)
         return 0
     from pounce.core.appload import load_app
     from pounce.core.server import Server
@@ -188,14 +200,11 @@ def format_check(config: Any, manager: PounceManager) -> str:
 
 
 def _warnings(config: Any, manager: PounceManager) -> list[str]:
-    """Warnings for ``--check``: ``config.check_warnings`` if set, plus the
-    results of the optional collect hook ``pounce_check_warnings(config)``
-    (each plugin returns a string, a list of strings or None)."""
-    found = list(getattr(config, "check_warnings", None) or ())
-    caller = getattr(manager.hook, "pounce_check_warnings", None)
-    if caller is not None:
-        for result in manager.call("pounce_check_warnings", config=config) or []:
-            found.extend([result] if isinstance(result, str) else list(result or ()))
+    """Warnings for ``--check`` from ``pounce_check_warnings`` (each plugin
+    returns a string, a list of strings or None)."""
+    found: list[str] = []
+    for result in manager.call("pounce_check_warnings", config=config) or []:
+        found.extend([result] if isinstance(result, str) else list(result or ()))
     return [f"# warning: {w}" for w in found]
 
 

@@ -55,6 +55,12 @@ def pounce_configure(config: ServerConfig) -> None:
     """The config is final and frozen. Validate it; raise ``ConfigError``."""
 
 
+@hookspec
+def pounce_check_warnings(config: ServerConfig) -> str | list[str] | None:
+    """Warnings that ``pounce --check`` prints for a valid but doubtful config
+    (for example reload together with several process workers)."""
+
+
 # -- DETECT ---------------------------------------------------------------
 
 
