@@ -139,7 +139,7 @@ def pounce_wrap_protocol(config: ServerConfig, factory: Any) -> Any:
     with ``transport.set_protocol(inner)`` and ``inner.connection_made(...)``,
     passing the transport itself or a delegating one whose ``get_extra_info``
     answers differently (``peername`` for the PROXY protocol).
-    Wrappers are applied in hook-call order like ``pounce_wrap_app``. Called
+    As with ``pounce_wrap_app``, a ``tryfirst`` wrapper ends up outermost. Called
     once per worker; when no plugin answers, the core's factory is used as
     is, so the hook costs nothing per connection.
     """

@@ -97,43 +97,42 @@ def collect_observers(manager: PounceManager, config: ServerConfig) -> tuple[Obs
     return tuple(r for r in results if callable(r))
 
 
-def wrap_app(manager: PounceManager, config: ServerConfig, app: Any) -> Any:
-    """Apply ``pounce_wrap_app`` wrappers so that a ``tryfirst`` wrapper ends
-    up outermost: it sees each request first, like the first middleware."""
-    for impl in manager.hook.pounce_wrap_app.get_hookimpls():
-        try:
-            wrapped = impl.function(**{a: {"config": config, "app": app}[a] for a in impl.argnames})
-        except Exception as exc:
-            from pounce.core.plugins import culprit_error
+def _chain(manager: PounceManager, hook: str, config: ServerConfig, key: str, value: Any) -> Any:
+    """Let each implementation of a wrapping hook wrap the previous result.
 
-            raise culprit_error(manager, exc, "pounce_wrap_app") from exc
+    pluggy lists implementations trylast first, so a ``tryfirst`` wrapper is
+    applied last and ends up outermost: it sees each request (or connection)
+    first, like the first middleware in a stack.
+    """
+    from pounce.core.errors import PluginError
+    from pounce.core.plugins import culprit_error
+
+    for impl in getattr(manager.hook, hook).get_hookimpls():
+        args = {"config": config, key: value}
+        try:
+            wrapped = impl.function(**{a: args[a] for a in impl.argnames})
+        except Exception as exc:
+            raise culprit_error(manager, exc, hook) from exc
         if wrapped is not None:
-            app = wrapped
-    return app
+            if not callable(wrapped):
+                problem = TypeError(f"expected a callable, found {wrapped!r}")
+                raise PluginError(manager.get_name(impl.plugin) or "?", hook, problem)
+            value = wrapped
+    return value
+
+
+def wrap_app(manager: PounceManager, config: ServerConfig, app: Any) -> Any:
+    """The app behind every ``pounce_wrap_app`` wrapper, built once per worker."""
+    return _chain(manager, "pounce_wrap_app", config, "app", app)
 
 
 def wrap_protocol(manager: PounceManager, config: ServerConfig, factory: Callable[[], Any]) -> Any:
-    """Apply ``pounce_wrap_protocol`` wrappers once per worker.
+    """The protocol factory behind every ``pounce_wrap_protocol`` wrapper.
 
     With no wrapper the core's own factory comes back unchanged, so the
     connection-level extension point costs nothing per connection.
     """
-    for impl in reversed(manager.hook.pounce_wrap_protocol.get_hookimpls()):
-        args = {"config": config, "factory": factory}
-        try:
-            wrapped = impl.function(**{a: args[a] for a in impl.argnames})
-        except Exception as exc:
-            from pounce.core.plugins import culprit_error
-
-            raise culprit_error(manager, exc, "pounce_wrap_protocol") from exc
-        if wrapped is not None:
-            if not callable(wrapped):
-                from pounce.core.errors import PluginError
-
-                raise PluginError(manager.get_name(impl.plugin) or "?", "pounce_wrap_protocol",
-                                  TypeError(f"expected a callable protocol factory, found {wrapped!r}"))
-            factory = wrapped
-    return factory
+    return _chain(manager, "pounce_wrap_protocol", config, "factory", factory)
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
