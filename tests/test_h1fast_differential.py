@@ -307,3 +307,88 @@ def test_every_prefix_of_a_request(data: bytes) -> None:
     full = data + b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok"
     for cut in range(len(full) + 1):
         assert_same(full[:cut])
+
+
+# -- the response side: render_response_head against h11's Connection.send ------------
+
+from pounce.core.h1fast import HTTP10, LAST_CHUNK, chunk, render_response_head  # noqa: E402
+
+response_names = st.one_of(
+    st.sampled_from([b"content-type", b"Content-Type", b"content-length", b"Content-Length",
+                     b"transfer-encoding", b"Transfer-Encoding", b"connection", b"Connection", b"host",
+                     b"server", b"date", b"x-a", b"bad name", b"", b"x:y", b"caf\xc3\xa9"]),
+    tokens,
+)
+response_values = st.one_of(
+    st.sampled_from([b"text/plain", b"", b"0", b"13", b"5", b"007", b"5, 5", b"5, 6", b" 5", b"x",
+                     b"1" * 21, b"chunked", b"Chunked", b"gzip", b"close", b"keep-alive", b"Keep-Alive, Close",
+                     b"upgrade", b"a b", b"a\tb", b" lead", b"trail ", b"a\r\nb", b"a\x00b", b"caf\xc3\xa9",
+                     b"\x01\x7f"]),
+    st.lists(value_bytes, max_size=10).map(b"".join),
+)
+
+
+def h11_response(status: int, headers: list[tuple[bytes, bytes]], method: bytes, version: bytes,
+                 close: bool) -> tuple[bytes, str, int, bool] | None:
+    """What h11 sends for this response to this request, or None if it refuses."""
+    conn = h11.Connection(h11.SERVER)
+    head = method + b" / HTTP/" + version + b"\r\nHost: h\r\n"
+    if close:
+        head += b"Connection: close\r\n"
+    conn.receive_data(head + b"\r\n")
+    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is h11.EndOfMessage
+    try:
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=b"OK"))
+    except h11.LocalProtocolError:
+        return None
+    writer = conn._writer  # h11's choice of body writer (private, compared on purpose)
+    kind = type(writer).__name__
+    framing = {"ContentLengthWriter": CONTENT_LENGTH, "ChunkedWriter": CHUNKED, "Http10Writer": HTTP10}[kind]
+    length = writer._length if framing == CONTENT_LENGTH else 0
+    return data, framing, length, conn._cstate.keep_alive
+
+
+@SETTINGS
+@given(st.sampled_from([200, 201, 204, 304, 404, 500]),
+       st.lists(st.tuples(response_names, response_values), max_size=6),
+       st.sampled_from([b"GET", b"HEAD", b"POST"]), st.sampled_from([b"1.1", b"1.0"]), st.booleans())
+def test_response_head_matches_h11(status: int, headers: list[tuple[bytes, bytes]], method: bytes,
+                                   version: bytes, close: bool) -> None:
+    expected = h11_response(status, headers, method, version, close)
+    request_keep_alive = version == b"1.1" and not close
+    try:
+        ours = render_response_head(status, headers, reason=b"OK", request_method=method,
+                                    request_version=version, keep_alive=request_keep_alive)
+    except ValueError:
+        assert expected is None, f"h11 sends what render_response_head refuses: {headers!r}"
+        return
+    assert expected is not None, f"render_response_head sends what h11 refuses: {headers!r}"
+    assert (ours.data, ours.framing, ours.content_length, ours.keep_alive) == expected
+
+
+@pytest.mark.parametrize(("version", "method", "headers", "framing", "alive"), [
+    (b"1.1", b"GET", [(b"content-length", b"13")], CONTENT_LENGTH, True),
+    (b"1.1", b"GET", [], CHUNKED, True),
+    (b"1.0", b"GET", [], HTTP10, False),
+    (b"1.1", b"HEAD", [(b"content-length", b"13")], CONTENT_LENGTH, True),
+    (b"1.1", b"GET", [(b"connection", b"close"), (b"content-length", b"0")], CONTENT_LENGTH, False),
+])
+def test_response_head_common_cases(version: bytes, method: bytes, headers: list[tuple[bytes, bytes]],
+                                    framing: str, alive: bool) -> None:
+    head = render_response_head(200, headers, reason=b"OK", request_method=method, request_version=version,
+                                keep_alive=version == b"1.1")
+    assert head.data.startswith(b"HTTP/1.1 200 OK\r\n") and head.data.endswith(b"\r\n\r\n")
+    assert (head.framing, head.keep_alive) == (framing, alive)
+    assert head.data == h11_response(200, headers, method, version, False)[0]  # type: ignore[index]
+
+
+def test_chunk_framing_matches_h11() -> None:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_event()
+    conn.next_event()
+    conn.send(h11.Response(status_code=200, headers=[], reason=b"OK"))
+    for piece in (b"hello", b"", b"x" * 300):
+        assert chunk(piece) == (conn.send(h11.Data(data=piece)) or b"")
+    assert LAST_CHUNK == conn.send(h11.EndOfMessage())

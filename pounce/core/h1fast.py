@@ -173,3 +173,157 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
         return RequestHead(method, target, version, headers, CHUNKED, 0, keep_alive, end + 4)
     return RequestHead(method, target, version, headers, CONTENT_LENGTH,
                        content_length if content_length > 0 else 0, keep_alive, end + 4)
+
+
+# -- the response side ----------------------------------------------------------------
+#
+# Bypassing h11 for a request means writing its response without h11 too. The
+# function below produces, byte for byte, the head h11's ``Connection.send``
+# would produce for the same response on the same request (validation, body
+# framing, ``Connection: close`` rules, header order), so a fast-path request
+# and an h11 request are indistinguishable on the wire.
+# ``tests/test_h1fast_differential.py`` compares the two on generated input.
+
+HTTP10 = "http/1.0"  # body delimited by closing the connection
+
+_FIELD_BAD = b"\x00\n\x0b\x0c\r"
+_OWS = b" \t"
+_VALID_RESPONSE_NAMES: dict[bytes, bytes] = {}
+
+
+class ResponseHead:
+    """What :func:`render_response_head` decided.
+
+    ``data`` is the status line and headers; ``framing`` is ``"content-length"``
+    (exactly ``content_length`` body bytes may follow: 0 for HEAD, 204 and
+    304), ``"chunked"`` (frame each body piece with :func:`chunk`, end with
+    :data:`LAST_CHUNK`) or ``"http/1.0"`` (raw body, then close); the
+    connection may carry another request afterwards only if ``keep_alive``.
+    """
+
+    __slots__ = ("data", "framing", "content_length", "keep_alive")
+
+    def __init__(self, data: bytes, framing: str, content_length: int, keep_alive: bool) -> None:
+        self.data = data
+        self.framing = framing
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body; nothing for empty data (an empty chunk
+    would end the body)."""
+    if not data:
+        return b""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _title(name: bytes) -> bytes:
+    # h11 re-adds the headers it manages under bytes.title() names.
+    return name.title()
+
+
+def render_response_head(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    reason: bytes,
+    request_method: bytes,
+    request_version: bytes,
+    keep_alive: bool,
+) -> ResponseHead:
+    """The response head h11 would send, and the body framing it implies.
+
+    ``headers`` are the response headers in order (any name case);
+    ``keep_alive`` is the request's (:attr:`RequestHead.keep_alive`).
+    Raises ``ValueError`` where h11 raises ``LocalProtocolError``: a header
+    name that is not a token, a value with CR, LF, NUL or surrounding
+    whitespace, conflicting Content-Length values, a Transfer-Encoding other
+    than chunked. A status outside 200-999 is the caller's to refuse.
+    """
+    items: list[tuple[bytes, bytes, bytes]] = []  # raw name, lowercase name, value
+    seen_length: bytes | None = None
+    seen_coding = False
+    connection_tokens: list[bytes] = []
+    for raw, value in headers:
+        name = _VALID_RESPONSE_NAMES.get(raw)
+        if name is None:
+            if not raw or raw.translate(None, _TOKEN):
+                raise ValueError(f"illegal header name {raw!r}")
+            name = raw.lower()
+            if len(_VALID_RESPONSE_NAMES) < _NAME_CACHE_MAX:
+                _VALID_RESPONSE_NAMES[raw] = name
+        if value.translate(None, _FIELD_BAD) != value or value.strip(_OWS) != value:
+            raise ValueError(f"illegal header value {value!r}")
+        if name == b"content-length":
+            lengths = {part.strip() for part in value.split(b",")}
+            if len(lengths) != 1:
+                raise ValueError("conflicting Content-Length headers")
+            value = lengths.pop()
+            if not value.isdigit() or len(value) > 20:
+                raise ValueError("bad Content-Length")
+            if seen_length is None:
+                seen_length = value
+                items.append((raw, name, value))
+            elif seen_length != value:
+                raise ValueError("conflicting Content-Length headers")
+        elif name == b"transfer-encoding":
+            if seen_coding:
+                raise ValueError("multiple Transfer-Encoding headers")
+            value = value.lower()
+            if value != b"chunked":
+                raise ValueError("only Transfer-Encoding: chunked is supported")
+            seen_coding = True
+            items.append((raw, name, value))
+        else:
+            if name == b"connection":
+                for token in value.lower().split(b","):
+                    token = token.strip()
+                    if token:
+                        connection_tokens.append(token)
+            items.append((raw, name, value))
+
+    # Framing as h11 chooses it, HEAD counted as GET for the headers.
+    need_close = False
+    if status in (204, 304):
+        framing, length = CONTENT_LENGTH, 0
+    elif seen_coding:
+        framing, length = CHUNKED, 0
+    elif seen_length is not None:
+        framing, length = CONTENT_LENGTH, int(seen_length)
+    else:
+        framing, length = HTTP10, 0
+    if framing == CHUNKED or framing == HTTP10:
+        items = [item for item in items if item[1] != b"content-length"]
+        if request_version != b"1.1":
+            items = [item for item in items if item[1] != b"transfer-encoding"]
+            if request_method != b"HEAD":
+                need_close = True
+            framing = HTTP10
+        else:
+            items = [item for item in items if item[1] != b"transfer-encoding"]
+            items.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
+            framing = CHUNKED
+    if not keep_alive or need_close:
+        tokens = set(connection_tokens)
+        tokens.discard(b"keep-alive")
+        tokens.add(b"close")
+        items = [item for item in items if item[1] != b"connection"]
+        items.extend((b"Connection", b"connection", token) for token in sorted(tokens))
+        connection_tokens = sorted(tokens)
+    if request_method == b"HEAD" or status in (204, 304):
+        framing, length = CONTENT_LENGTH, 0  # what the body writer allows
+
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    for raw, name, value in items:
+        if name == b"host":
+            out.append(b"%s: %s\r\n" % (raw, value))
+    for raw, name, value in items:
+        if name != b"host":
+            out.append(b"%s: %s\r\n" % (raw, value))
+    out.append(b"\r\n")
+    alive = keep_alive and not need_close and b"close" not in connection_tokens
+    return ResponseHead(b"".join(out), framing, length, alive)
