@@ -62,6 +62,8 @@ CORPUS: list[Case] = [
     _case("NUL in target", b"GET /a\x00b HTTP/1.1\r\n" + H + b"\r\n", 400, group="target"),
     _case("authority-form target", b"CONNECT example.com:443 HTTP/1.1\r\n" + H + b"\r\n", 400, 405, 501,
           group="target"),
+    _case("CONNECT with origin-form target", b"CONNECT /a HTTP/1.1\r\n" + H + b"\r\n", 405, 400, 501,
+          group="target", note="found by the fuzz test: a 2xx to CONNECT switches h11 into tunnel mode"),
     _case("* target with GET", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, group="target"),
     _case("relative target", b"GET foo HTTP/1.1\r\n" + H + b"\r\n", 400, group="target"),
     _case("absolute-form with userinfo", b"GET http://u@example.com/ HTTP/1.1\r\n" + H + b"\r\n", 400,

@@ -318,6 +318,10 @@ class HttpProtocol(asyncio.Protocol):
             # Disagreeing framings are the lever of request smuggling: refuse.
             self._reject(400, "ambiguous request framing")
             return
+        if event.method == b"CONNECT":
+            # Tunnels are not an ASGI thing; h11 would switch protocols on a 2xx.
+            self._reject(405, "CONNECT is not supported")
+            return
         target = event.target
         if target[:1] != b"/":
             event = self._other_target_form(event)  # type: ignore[assignment]
