@@ -666,3 +666,22 @@ def test_body_shorter_than_declared_length_closes(serve: Any) -> None:
     sock.close()
     # The client must not take the next response for the missing 5 bytes.
     assert data.count(b"HTTP/1.1 ") == 1 and data.endswith(b"12345") and closed
+
+
+def test_app_raising_after_start_before_body_gets_500(serve: Any) -> None:
+    """Nothing is on the wire until the first body message (the spec allows
+    holding the head back), so the response can still be replaced."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]})
+        raise ValueError("boom")
+
+    srv = serve(app, lifespan="off")
+    sock = connect(srv)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    data, closed = read_until_closed(sock)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 500") and data.count(b"HTTP/1.1") == 1 and closed
+    assert b"x-app" not in data
