@@ -541,3 +541,25 @@ def test_access_log_off_means_no_observer_at_all(overrides: dict[str, Any], expe
         assert logging.getLogger("asyncio").propagate is False  # event-loop errors in pounce's format
     assert [len(o) for o in spy.observers] == [expected]
     assert logging.getLogger("asyncio").propagate is True  # given back after the server closed
+
+
+WARN_APP = '''
+import warnings
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    warnings.warn("old API used", DeprecationWarning, stacklevel=1)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+def test_warnings_and_loop_errors_stay_in_the_json_stream(pounce_process: Any, tmp_path: Path) -> None:
+    (tmp_path / "warnapp.py").write_text(WARN_APP)
+    proc, url = start(pounce_process, "warnapp:app", "--host", "127.0.0.1", "--port", "0", "--log-format", "json",
+                      env={"PYTHONWARNINGS": "always"})
+    httpx.get(url + "/")
+    records = json_lines(stop(proc))  # every line parses
+    [warning] = [r for r in records if r["logger"] == "py.warnings"]
+    assert warning["level"] == "warning" and "DeprecationWarning: old API used" in warning["msg"]

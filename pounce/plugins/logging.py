@@ -313,9 +313,11 @@ def _numeric(level: str) -> int:
 
 # Loggers that get pounce's handler. ``asyncio`` reports event-loop errors
 # (a protocol callback that raised, a task exception never retrieved) of the
-# server's own loop: they belong in the server log, in its format, so JSON
+# server's own loop, and ``py.warnings`` carries the warnings the ``pounce``
+# command captures: they belong in the server log, in its format, so JSON
 # output stays all JSON.
-_HANDLED = ("pounce", "asyncio")
+_HANDLED = ("pounce", "asyncio", "py.warnings")
+_BORROWED = _HANDLED[1:]
 
 
 def _reset() -> logging.Logger:
@@ -446,15 +448,17 @@ def _ensure(config: Any) -> None:
 
 @hookimpl
 def pounce_unconfigure() -> None:
-    """Give the ``asyncio`` logger back once the server is closed: a program
-    that embeds pounce gets its own logging of later event loops. The
-    ``pounce`` loggers keep their handler for anything said after this."""
-    logger = logging.getLogger("asyncio")
-    ours = [h for h in logger.handlers if getattr(h, _OURS, False)]
-    for handler in ours:
-        logger.removeHandler(handler)
-    if ours:
-        logger.propagate = True
+    """Give the borrowed loggers (``asyncio``, ``py.warnings``) back once the
+    server is closed: a program that embeds pounce gets its own logging of
+    later event loops. The ``pounce`` loggers keep their handler for anything
+    said after this."""
+    for logger_name in _BORROWED:
+        logger = logging.getLogger(logger_name)
+        ours = [h for h in logger.handlers if getattr(h, _OURS, False)]
+        for handler in ours:
+            logger.removeHandler(handler)
+        if ours:
+            logger.propagate = True
 
 
 @hookimpl
