@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -68,7 +69,7 @@ def _pounce_args(loop: str) -> tuple[str, ...]:
         "-m", "pounce", "apps:app", "--app-dir", str(BENCH_DIR),
         "--host", "127.0.0.1", "--port", "{port}",
         "--no-access-log", "--log-level", "warning",
-        "--timeout-keep-alive", "300", "--backlog", "4096",
+        "--timeout-keep-alive", "300", "--backlog", "4096", "--ws-ping-interval", "0",
     ]
     if _pounce_has_loop_option():
         args += ["--loop", loop]
@@ -81,7 +82,7 @@ def _uvicorn_args(http: str, loop: str, ws: str) -> tuple[str, ...]:
         "--host", "127.0.0.1", "--port", "{port}",
         "--http", http, "--loop", loop, "--ws", ws,
         "--no-access-log", "--log-level", "warning",
-        "--timeout-keep-alive", "300", "--backlog", "4096",
+        "--timeout-keep-alive", "300", "--backlog", "4096", "--ws-ping-interval", "0",
     )
 
 
@@ -580,7 +581,8 @@ def measure(spec: ServerSpec, scenarios: list[Scenario], args: argparse.Namespac
     if load:
         server = RunningServer(spec, log_dir)
         try:
-            server.wait_ready()
+            if not _started(server, load, out):
+                return out
             for sc in load:
                 out[sc.name] = _guarded(spec, sc, lambda sc=sc: _load(sc, server, args, log_dir))
         finally:
@@ -590,12 +592,28 @@ def measure(spec: ServerSpec, scenarios: list[Scenario], args: argparse.Namespac
             continue
         server = RunningServer(spec, log_dir)
         try:
-            server.wait_ready()
+            if not _started(server, [sc], out):
+                continue
             conns = args.idle_conns or sc.conns
             out[sc.name] = _guarded(spec, sc, lambda server=server, conns=conns: run_idle(server, conns))
         finally:
             server.stop()
     return out
+
+
+def _started(server: RunningServer, scenarios: list[Scenario], out: dict[str, dict[str, float]]) -> bool:
+    """Wait for the server; one that never answers fails its scenarios (with
+    the reason from its log), not the whole run."""
+    try:
+        server.wait_ready()
+    except (RuntimeError, TimeoutError) as exc:
+        lines = [ln for ln in server.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        reason = lines[-1].strip()[:160] if lines else str(exc)
+        for sc in scenarios:
+            print(f"    {server.spec.name:<14} {sc.name:<9} FAILED: server did not start ({reason})", flush=True)
+            out[sc.name] = {"errors": 1, "failed": 1}
+        return False
+    return True
 
 
 def _load(sc: Scenario, server: RunningServer, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
@@ -716,6 +734,12 @@ def bench_main(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown servers {unknown}; known: {list(specs)}")
     scenarios = [SCENARIOS[s.strip()] for s in args.scenarios.split(",") if s.strip()]
+    if args.idle_conns:
+        scenarios = [
+            dataclasses.replace(sc, conns=args.idle_conns, title=f"{args.idle_conns:,} idle keep-alive conns")
+            if sc.kind == "idle" else sc
+            for sc in scenarios
+        ]
     info = machine_info()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = RESULTS
