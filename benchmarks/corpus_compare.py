@@ -1,19 +1,22 @@
-"""Run the hostile-input corpus (tests/http_corpus.py) against pounce and
-uvicorn (``--http h11``, the same parser) side by side and print a table.
+"""Run the hostile-input corpus (tests/http_corpus.py) against pounce,
+uvicorn (``--http h11``, the same parser) and, when installed, hypercorn
+(also h11 underneath) side by side and print a table.
 
+    .venv/bin/pip install uvicorn hypercorn     # comparison servers only
     .venv/bin/python benchmarks/corpus_compare.py [--markdown]
 
 Each server runs as a subprocess serving ``http_corpus:corpus_app`` on a free
 port. For every case the table shows the status answered (``-`` for none),
 ``c`` when the connection was closed afterwards, ``A`` when the app answered,
 and ``!`` when the server did not answer the valid request sent next (a dead
-worker). A case "differs" when the two outcomes are not the same; ``ok``
-says whether each server met the corpus's expectation.
+worker). A case "differs" when another server's outcome is not pounce's;
+``ok`` says whether each server met the corpus's expectation.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import subprocess
@@ -38,9 +41,12 @@ def start(name: str, port: int) -> subprocess.Popen[bytes]:
     if name == "pounce":
         args = [python, "-m", "pounce", "http_corpus:corpus_app", "--port", str(port),
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
-    else:
+    elif name == "uvicorn":
         args = [python, "-m", "uvicorn", "http_corpus:corpus_app", "--http", "h11", "--port", str(port),
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+    else:
+        args = [python, "-m", "hypercorn", "http_corpus:corpus_app", "--bind", f"127.0.0.1:{port}",
+                "--log-level", "warning"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -106,15 +112,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args()
-    pounce = run_all("pounce")
-    uvicorn = run_all("uvicorn")
+    servers = ["pounce", "uvicorn"]
+    if importlib.util.find_spec("hypercorn") is not None:
+        servers.append("hypercorn")
+    results = {name: run_all(name) for name in servers}
+    labels = {"pounce": "pounce", "uvicorn": "uvicorn h11", "hypercorn": "hypercorn"}
+    header = ["case", "expected"]
+    for name in servers:
+        header += [labels[name], "ok"]
+    header.append("differs")
     rows = []
-    for case, (p_out, p_alive), (u_out, u_alive) in zip(CORPUS, pounce, uvicorn, strict=True):
-        p_text, u_text = describe(p_out, p_alive), describe(u_out, u_alive)
-        rows.append((case.name, "/".join(map(str, case.expect)), p_text,
-                     "yes" if meets(case, p_out, p_alive) else "NO", u_text,
-                     "yes" if meets(case, u_out, u_alive) else "NO", "*" if p_text != u_text else ""))
-    header = ("case", "expected", "pounce", "ok", "uvicorn h11", "ok", "differs")
+    met = dict.fromkeys(servers, 0)
+    differ = 0
+    for index, case in enumerate(CORPUS):
+        row = [case.name, "/".join(map(str, case.expect))]
+        texts = []
+        for name in servers:
+            outcome, alive = results[name][index]
+            text = describe(outcome, alive)
+            ok = meets(case, outcome, alive)
+            met[name] += ok
+            texts.append(text)
+            row += [text, "yes" if ok else "NO"]
+        differs = any(text != texts[0] for text in texts[1:])
+        differ += differs
+        row.append("*" if differs else "")
+        rows.append(row)
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
@@ -124,11 +147,10 @@ def main() -> int:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    p_ok = sum(r[3] == "yes" for r in rows)
-    u_ok = sum(r[5] == "yes" for r in rows)
-    print(f"\n{len(rows)} cases: pounce meets {p_ok}, uvicorn (h11) meets {u_ok}; "
-          f"{sum(r[6] == '*' for r in rows)} differ. Legend: c closed, A app answered, ! worker not serving after.")
-    return 0 if p_ok == len(rows) else 1
+    summary = ", ".join(f"{labels[name]} meets {met[name]}" for name in servers)
+    print(f"\n{len(rows)} cases: {summary}; {differ} differ from pounce somewhere. "
+          "Legend: c closed, A app answered, ! worker not serving after.")
+    return 0 if met["pounce"] == len(rows) else 1
 
 
 if __name__ == "__main__":
