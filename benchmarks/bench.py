@@ -273,6 +273,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 _LAT = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ", re.M)
 _NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
@@ -283,6 +284,8 @@ def parse_wrk(text: str) -> dict[str, float]:
     if match is None:
         raise RuntimeError(f"could not read wrk output:\n{text}")
     out: dict[str, float] = {"rps": float(match.group(1))}
+    if (total := _TOTAL.search(text)) is not None:
+        out["requests"] = float(total.group(1))
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     for pct, value, unit in _LAT.findall(text):
         out[f"p{pct}_ms"] = float(value) * scale[unit]
@@ -813,6 +816,41 @@ def profile_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def cprofile_main(args: argparse.Namespace) -> int:
+    """cProfile inside pounce while wrk drives hello world at 64 connections:
+    Python function calls per request, and the functions that cost most.
+    cProfile's own overhead inflates call-heavy code, so read the shares
+    with py-spy's (``--profile``) beside them."""
+    import pstats
+
+    spec = server_specs()[args.profile_server]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    prof_path = RESULTS / f"cprofile-{spec.name}-{stamp}.prof"
+    profiled = ServerSpec(spec.name, spec.label, ("-m", "cProfile", "-o", str(prof_path), *spec.args))
+    server = RunningServer(profiled, RESULTS)
+    try:
+        server.wait_ready()
+        result = run_wrk(SCENARIOS["hello64"], server.port, args.duration, RESULTS)
+    finally:
+        server.stop()
+    requests = result["requests"]
+    stats = pstats.Stats(str(prof_path))
+    total_calls = stats.total_calls  # type: ignore[attr-defined]
+    print(f"under cProfile: {result['rps']:,.0f} req/s, {requests:,.0f} requests, "
+          f"{total_calls / requests:.0f} Python function calls per request (startup included)")
+    rows = []
+    for (path, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((tottime, cumtime, ncalls, f"{func} ({'/'.join(Path(path).parts[-2:])}:{line})"))
+    rows.sort(reverse=True)
+    print(f"\n{'tottime/req (us)':>17} {'cumtime/req (us)':>17} {'calls/req':>10}  function")
+    for tottime, cumtime, ncalls, name in rows[:args.top]:
+        print(f"{1e6 * tottime / requests:>17.2f} {1e6 * cumtime / requests:>17.2f} "
+              f"{ncalls / requests:>10.2f}  {name}")
+    print(f"\nprofile: {prof_path}")
+    return 0
+
+
 def summarise_collapsed(text: str, top: int = 30) -> str:
     """Self and inclusive share per function from py-spy's collapsed stacks."""
     self_n: dict[str, int] = {}
@@ -971,6 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish", action="store_true",
                         help="write the table and chart into benchmarks/README.md")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of hello world instead")
+    parser.add_argument("--cprofile", action="store_true",
+                        help="cProfile of hello world: calls and time per request")
     parser.add_argument("--profile-server", default="pounce")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--parser", action="store_true",
@@ -985,6 +1025,8 @@ def main(argv: list[str] | None = None) -> int:
         return client_main(args)
     if args.profile:
         return profile_main(args)
+    if args.cprofile:
+        return cprofile_main(args)
     if args.parser:
         return parser_main(args)
     return bench_main(args)
