@@ -685,3 +685,13 @@ def test_app_raising_after_start_before_body_gets_500(serve: Any) -> None:
     sock.close()
     assert data.startswith(b"HTTP/1.1 500") and data.count(b"HTTP/1.1") == 1 and closed
     assert b"x-app" not in data
+
+
+def test_limit_concurrency_sequential_clients_not_refused(serve: Any) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await respond(send, body=b"ok")
+
+    srv = serve(app, lifespan="off", limit_concurrency=1)
+    statuses = [httpx.get(srv.url).status_code for _ in range(20)]
+    assert statuses == [200] * 20

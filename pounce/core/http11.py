@@ -327,7 +327,15 @@ class HttpProtocol(asyncio.Protocol):
             event = self._other_target_form(event)  # type: ignore[assignment]
             if event is None:
                 return
-        if ctx.shutting_down or self.over_limit:
+        if self.over_limit:
+            # Over the limit when accepted; look again now, as the connections
+            # that made it so may have closed since (a client that closes one
+            # connection and opens the next is not over any limit).
+            if len(ctx.connections) > ctx.limit_concurrency:
+                self._reject(503, "Service Unavailable")
+                return
+            self.over_limit = False
+        if ctx.shutting_down:
             self._reject(503, "Service Unavailable")
             return
         if upgrade is not None and upgrade.lower() == b"websocket":
