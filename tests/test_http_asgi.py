@@ -695,3 +695,16 @@ def test_limit_concurrency_sequential_clients_not_refused(serve: Any) -> None:
     srv = serve(app, lifespan="off", limit_concurrency=1)
     statuses = [httpx.get(srv.url).status_code for _ in range(20)]
     assert statuses == [200] * 20
+
+
+def test_timeout_keep_alive_zero_closes_when_idle_but_serves_pipeline(serve: Any) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await respond(send, body=scope["path"].encode())
+
+    srv = serve(app, lifespan="off", timeout_keep_alive=0)
+    sock = connect(srv)
+    sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    data, closed = read_until_closed(sock, timeout=3)
+    sock.close()
+    assert data.endswith(b"/b") and data.count(b"HTTP/1.1 200") == 2 and closed

@@ -436,7 +436,10 @@ class HttpProtocol(asyncio.Protocol):
         except h11.LocalProtocolError:
             self._close()
             return
-        self._set_timer(self.ctx.keep_alive_timeout, self._close)
+        # Unlike the header timer, 0 is not "off": it closes as soon as idle.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(self.ctx.keep_alive_timeout, self._close)
         self._resume_reading()
         self._handle_events()
 
