@@ -708,3 +708,36 @@ def test_timeout_keep_alive_zero_closes_when_idle_but_serves_pipeline(serve: Any
     data, closed = read_until_closed(sock, timeout=3)
     sock.close()
     assert data.endswith(b"/b") and data.count(b"HTTP/1.1 200") == 2 and closed
+
+
+def test_pipelining_client_that_never_reads_is_not_answered_into_memory(serve: Any) -> None:
+    """300 pipelined requests for 256 KiB each from a client that reads
+    nothing: pounce stops taking requests once its write buffer is full
+    instead of queueing 75 MiB of answers."""
+    calls: list[int] = []
+    body = b"r" * 256 * 1024
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            calls.append(1)
+            await respond(send, body=body)
+
+    srv = serve(app, lifespan="off", timeout_keep_alive=30)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 300)
+    time.sleep(1.5)
+    taken = len(calls)
+    # Reading now lets everything through, in order.
+    total = 0
+    deadline = time.monotonic() + 30
+    while len(calls) < 300 or total < 300 * len(body):
+        chunk = sock.recv(1 << 20)
+        if not chunk or time.monotonic() > deadline:
+            break
+        total += len(chunk)
+    sock.close()
+    assert taken < 100, taken
+    assert len(calls) == 300

@@ -178,6 +178,9 @@ class HttpProtocol(asyncio.Protocol):
         # Bytes of unread request body still allowed to be thrown away after
         # the response; -1 when not draining.
         self.drain_left = -1
+        # A finished response left the write buffer full: the next request
+        # is taken when the transport drains (resume_writing).
+        self.next_waits_for_writer = False
         self.max_body: int = ctx.config.http.max_request_body_size
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -244,6 +247,11 @@ class HttpProtocol(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.next_waits_for_writer:
+            self.next_waits_for_writer = False
+            if not self.closed and self.cycle is None:
+                self._resume_reading()
+                self._handle_events()
 
     # -- event handling ------------------------------------------------------
 
@@ -440,6 +448,11 @@ class HttpProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_later(self.ctx.keep_alive_timeout, self._close)
+        if self.write_paused:
+            # The client is not reading its responses: take no further
+            # (pipelined) request until it does, or answers pile up in memory.
+            self.next_waits_for_writer = True
+            return
         self._resume_reading()
         self._handle_events()
 
