@@ -378,6 +378,49 @@ def test_signal_stops_parent_and_children(pounce_process: Any, project: Path, si
     assert child_pids(proc) >= {second}
 
 
+SLOW_APP = '''\
+import asyncio
+import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(60)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": f"pid={os.getpid()}".encode()})
+'''
+
+
+def test_second_signal_forces_exit(pounce_process: Any, project: Path) -> None:
+    (project / "slow.py").write_text(SLOW_APP)
+    proc = pounce_process("slow:app", "--reload", "--port", "0", "--reload-dir", str(project), cwd=project)
+    wait_for(lambda: count(proc, r"is serving") >= 1, 20, "the server process")
+    child = pid_of(get(proc.url))
+    outcome: list[str] = []
+
+    def slow_request() -> None:
+        try:
+            outcome.append(httpx.get(proc.url + "/slow", timeout=30).text)
+        except httpx.HTTPError as exc:
+            outcome.append(type(exc).__name__)
+
+    thread = threading.Thread(target=slow_request, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    began = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.proc.poll() is None  # draining: the slow request holds it
+    proc.signal(signal.SIGTERM)
+    proc.wait(15)
+    assert time.monotonic() - began < 10
+    wait_for(lambda: not alive(child), 10, "the child to exit")
+    thread.join(10)
+    assert outcome and not outcome[0].startswith("pid=")  # aborted, not completed
+
+
 def test_killed_parent_leaves_no_orphan(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project)
     child = pid_of(get(proc.url))

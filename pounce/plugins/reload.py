@@ -430,7 +430,7 @@ class Reloader:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, pass_fds=(*fds, status_w, control_r), start_new_session=True,
-                stdin=subprocess.DEVNULL, env={**os.environ, CHILD_ENV: str(os.getpid())},
+                env={**os.environ, CHILD_ENV: str(os.getpid())},
             )
         finally:
             os.close(status_w)
