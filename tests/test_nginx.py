@@ -58,6 +58,10 @@ http {{
     server 127.0.0.1:{port};
     keepalive 8;
   }}
+  upstream pounce_plain {{
+    server 127.0.0.1:{plain_port};
+    keepalive 8;
+  }}
   server {{
     listen 127.0.0.1:{http_port};
     listen 127.0.0.1:{https_port} ssl;
@@ -71,11 +75,11 @@ http {{
       proxy_pass http://pounce_tcp;
       {recipe}
     }}
-    location /raw/ {{
-      # No forwarding headers: the app sees nginx's own upstream connection.
-      proxy_pass http://pounce_tcp;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
+    location /ka/ {{
+      # The recipe again, to a pounce that trusts no proxy: the app sees
+      # nginx's own upstream connection, which keep-alive must reuse.
+      proxy_pass http://pounce_plain;
+      {recipe}
     }}
   }}
 }}
@@ -136,6 +140,7 @@ def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     allowed = ["127.0.0.1", "unix"]
     serve(app, lifespan="off", uds=sock_path, forwarded_allow_ips=allowed)
     tcp = serve(app, lifespan="off", forwarded_allow_ips=allowed)
+    plain = serve(app, lifespan="off", proxy_headers=False)
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -147,7 +152,8 @@ def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     http_port, https_port = free_port(), free_port()
     config = CONFIG.format(
         user="user root;" if os.geteuid() == 0 else "",
-        prefix=tmp_path, sock=sock_path, port=tcp.port, http_port=http_port, https_port=https_port,
+        prefix=tmp_path, sock=sock_path, port=tcp.port, plain_port=plain.port,
+        http_port=http_port, https_port=https_port,
         recipe=RECIPE,
     )
     (tmp_path / "nginx.conf").write_text(config)
@@ -230,7 +236,7 @@ def test_sse_streams_through_nginx(stack: dict[str, Any], route: str) -> None:
 def test_keep_alive_to_upstream(stack: dict[str, Any]) -> None:
     """Five separate client connections to nginx travel over one kept-alive
     nginx→pounce connection (the same upstream source port each time)."""
-    ports = {raw_get(stack["port"], "/raw/ka")[0]["client"][1] for _ in range(5)}
+    ports = {raw_get(stack["port"], "/ka/x")[0]["client"][1] for _ in range(5)}
     assert len(ports) == 1 and next(iter(ports)) > 0
 
 
