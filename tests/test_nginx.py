@@ -94,6 +94,13 @@ class App:
         self.release = threading.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            await send({"type": "websocket.send", "text": f"{scope['scheme']}:{message.get('text')}"})
+            await send({"type": "websocket.close"})
+            return
         if scope["type"] != "http":
             return
         if scope["path"].endswith("/sse"):
@@ -244,3 +251,12 @@ def test_client_keep_alive_through_nginx(stack: dict[str, Any]) -> None:
     with httpx.Client(base_url=stack["http"]) as client:
         results = [client.get(f"/{route}/k").json() for route in ("unix", "tcp", "unix", "tcp")]
     assert [r["path"] for r in results] == ["/unix/k", "/tcp/k", "/unix/k", "/tcp/k"]
+
+
+@pytest.mark.parametrize("route", ["unix", "tcp"])
+def test_websocket_through_nginx(stack: dict[str, Any], route: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{stack['port']}/{route}/ws", open_timeout=10) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "ws:hello"
