@@ -233,6 +233,22 @@ def test_failing_at_startup_waits_for_a_fix(pounce_process: Any, project: Path) 
     wait_value(proc.url, "good")
 
 
+def test_change_during_a_slow_start_supersedes_it(pounce_process: Any, project: Path) -> None:
+    """A save while the new version is still importing: that version is
+    already stale, so it is dropped and the newest one is started."""
+    proc = start(pounce_process, project)
+    edit(project / "helper2.py", helper2("stale", slow=3.0))
+    wait_for(lambda: count(proc, r"detected changes") >= 1, 20, "the first change")
+    time.sleep(0.5)
+    edit(project / "helper2.py", helper2("newest"))
+    wait_value(proc.url, "newest")
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
+    assert count(proc, r"ERROR") == 0, proc.output()
+    assert count(proc, r"reloaded in") == 1  # the stale version never served
+    time.sleep(3.0)  # the superseded process would have been ready by now
+    assert all(value_of(get(proc.url)) == "v=newest" for _ in range(5))
+
+
 # -- the port is never dropped --------------------------------------------------------
 
 

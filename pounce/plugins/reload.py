@@ -219,7 +219,7 @@ def pounce_serve(server: Server, sockets: list[socket.socket]) -> bool | None:
 class Child:
     """One server child process and the two pipes to it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, status_fd: int, control_fd: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, control_fd: int) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.started = time.monotonic()
@@ -227,7 +227,6 @@ class Child:
         self.error: str | None = None
         self.retiring = False
         self.control_fd: int | None = control_fd
-        self._status_fd = status_fd
         self.exited = asyncio.Event()
         self.retired: asyncio.Task[None] | None = None
 
@@ -435,7 +434,7 @@ class Reloader:
         finally:
             os.close(status_w)
             os.close(control_r)
-        child = Child(proc, status_r, control_w)
+        child = Child(proc, control_w)
         self.children.add(child)
         if self.stopping:
             child.tell("signal")
