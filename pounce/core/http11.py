@@ -378,10 +378,13 @@ class HttpProtocol(asyncio.Protocol):
             if authority and b"@" not in authority:
                 headers = [(n, v) for n, v in event.headers if n != b"host"]
                 headers.append((b"host", authority))
-                return h11.Request(
-                    method=event.method, headers=headers, http_version=event.http_version,
-                    target=tail if tail[:1] == b"/" else b"/" + tail,
-                )
+                try:
+                    return h11.Request(
+                        method=event.method, headers=headers, http_version=event.http_version,
+                        target=tail if tail[:1] == b"/" else b"/" + tail,
+                    )
+                except h11.LocalProtocolError:
+                    pass
         self._reject(400, "unsupported request target form")
         return None
 
