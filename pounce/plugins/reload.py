@@ -205,7 +205,7 @@ class ChangeFilter:
 @hookimpl(tryfirst=True)
 def pounce_serve(server: Server, sockets: list[socket.socket]) -> bool | None:
     """With reload on, serve through fresh child processes (see module doc)."""
-    if not server.config.section("reload").get("enabled"):
+    if not server.config.section("reload").get("enabled") or os.environ.get(CHILD_ENV):
         return None
     if not isinstance(server.app_path, str) or ":" not in server.app_path:
         raise ConfigError('[reload] enabled: expected the app as an import string "module:attr" '
@@ -429,7 +429,7 @@ class Reloader:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, pass_fds=(*fds, status_w, control_r), start_new_session=True,
-                env={**os.environ, CHILD_ENV: str(os.getpid())},
+                env=_child_environment(),
             )
         finally:
             os.close(status_w)
@@ -529,6 +529,14 @@ class Reloader:
                     child.kill_group()
                 await asyncio.wait(tasks, timeout=5.0)
                 break
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, marked as a reload child's, without POUNCE_RELOAD_*:
+    a child that re-read the environment must never start a reloader itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_RELOAD_")}
+    env[CHILD_ENV] = str(os.getpid())
+    return env
 
 
 def _describe_paths(paths: Sequence[str], limit: int = 5) -> str:
