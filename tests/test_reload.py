@@ -168,6 +168,16 @@ def test_multi_worker_rolls_to_fresh_workers(pounce_process: Any, project: Path)
     assert all(value_of(get(proc.url)) == "v=xone" for _ in range(6))
     wait_for(lambda: not any(alive(p) for p in old), 20, "old workers to exit")
 
+    # Broken code: the workers of the last good version keep serving.
+    edit(project / "helper2.py", "VALUE = (\n")
+    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, "the syntax error to be reported")
+    errors = [line for line in proc.output().splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "helper2.py:1" in errors[0], errors
+    during = [get(proc.url) for _ in range(6)]
+    assert all(value_of(t) == "v=xone" and pid_of(t) not in old for t in during)
+    edit(project / "helper2.py", helper2("fixed"))
+    wait_value(proc.url, "xfixed")
+
 
 # -- broken code keeps the last good version ------------------------------------
 

@@ -775,9 +775,9 @@ def _order(holder: dict[str, Any], word: str) -> None:
 
 
 def _where(exc: BaseException) -> str:
-    """`` [at file:line]`` for the code that raised, the app's not ours:
-    a SyntaxError's own location, else the innermost frame of the original
-    exception outside pounce and importlib."""
+    """`` [at file:line]`` for the app code that raised: a SyntaxError's own
+    location, else the innermost frame of the original exception outside
+    pounce, the standard library and installed packages (none: nothing)."""
     original: BaseException | None = exc
     while original is not None and original.__cause__ is not None:
         original = original.__cause__
@@ -785,12 +785,16 @@ def _where(exc: BaseException) -> str:
         return ""
     if isinstance(original, SyntaxError) and original.filename:
         return f" [at {_show(Path(original.filename))}:{original.lineno}]"
-    here = str(Path(__file__).resolve().parent.parent)
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    not_app = tuple({str(Path(__file__).resolve().parent.parent), "<"} | {
+        paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(k)})
     found = ""
     tb = original.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(here) and not filename.startswith("<frozen"):
+        if not filename.startswith(not_app):
             found = f" [at {_show(Path(filename))}:{tb.tb_lineno}]"
         tb = tb.tb_next
     return found
