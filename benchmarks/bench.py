@@ -103,6 +103,9 @@ def server_specs() -> dict[str, ServerSpec]:
     return {
         "pounce": ServerSpec("pounce", "pounce (asyncio)", _pounce_args("asyncio")),
         "pounce-uvloop": ServerSpec("pounce-uvloop", "pounce (uvloop)", _pounce_args("uvloop")),
+        # Not a release: pounce with the h1fast fast path wired in by fastpath_proto.py.
+        "pounce-fastpath": ServerSpec("pounce-fastpath", "pounce + h1fast prototype",
+                                      (str(BENCH_DIR / "fastpath_proto.py"), *_pounce_args("asyncio")[2:])),
         "uvicorn-h11": ServerSpec("uvicorn-h11", "uvicorn h11+asyncio",
                                   _uvicorn_args("h11", "asyncio", "wsproto")),
         "uvicorn-fast": ServerSpec("uvicorn-fast", "uvicorn httptools+uvloop",
@@ -669,9 +672,15 @@ def summarise(raw: dict[str, list[dict[str, dict[str, float]]]], scenarios: list
 
 def table_markdown(med: dict[str, dict[str, dict[str, float]]], scenarios: list[Scenario],
                    servers: list[str], labels: dict[str, str]) -> str:
+    """Medians per server, then pounce ÷ uvicorn for every pounce variant
+    against every uvicorn mode in the run. ⚠ marks a median with errors or
+    failed rounds behind it (see the run's log)."""
     bases = [b for b in BASELINES if b in servers]
+    mine = [s for s in servers if s.startswith("pounce")]
+    pairs = [(m, b) for m in mine for b in bases]
+    short = {s: s.replace("pounce-", "") for s in mine}
     head = ["scenario", "metric", *(labels[s] for s in servers)]
-    head += [f"pounce / {labels[b]}" for b in bases if "pounce" in servers]
+    head += [f"{'pounce' if m == 'pounce' else 'pounce ' + short[m]} / {labels[b]}" for m, b in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for sc in scenarios:
         for metric in sc.metrics:
@@ -679,12 +688,12 @@ def table_markdown(med: dict[str, dict[str, dict[str, float]]], scenarios: list[
             row = [sc.title, f"{metric.label} ({metric.unit}, {arrow})"]
             for s in servers:
                 value = med[s][sc.name].get(metric.key)
-                row.append(_fmt(value) + (" ⚠" if med[s][sc.name].get("errors") else ""))
-            if "pounce" in servers:
-                mine = med["pounce"][sc.name].get(metric.key)
-                for b in bases:
-                    theirs = med[b][sc.name].get(metric.key)
-                    row.append(f"{mine / theirs:.2f}x" if mine and theirs else "n/a")
+                flagged = med[s][sc.name].get("errors") or med[s][sc.name].get("failed_rounds")
+                row.append(_fmt(value) + (" ⚠" if flagged else ""))
+            for m, b in pairs:
+                ours = med[m][sc.name].get(metric.key)
+                theirs = med[b][sc.name].get(metric.key)
+                row.append(f"{ours / theirs:.2f}x" if ours and theirs else "n/a")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -1002,7 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds measured per scenario")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per scenario (0: none)")
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                        help="comma-separated, from pounce, pounce-uvloop, uvicorn-h11, uvicorn-fast")
+                        help="comma-separated, from pounce, pounce-uvloop, pounce-fastpath (prototype), "
+                             "uvicorn-h11, uvicorn-fast")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--idle-conns", type=int, default=0, help="override the idle scenario's 10,000")

@@ -16,6 +16,7 @@ from typing import Any
 COLOURS = {
     "pounce": "#d9822b",
     "pounce-uvloop": "#f2b36b",
+    "pounce-fastpath": "#b5532a",
     "uvicorn-h11": "#4a78b5",
     "uvicorn-fast": "#8fb1de",
 }
