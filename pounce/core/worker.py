@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import errno
 import logging
+import os
 import socket
 import ssl
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +147,98 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+# -- out of file descriptors ---------------------------------------------------
+#
+# When accept() fails with EMFILE/ENFILE, asyncio's selector loop logs it and
+# schedules a retry, but does not leave its accept loop: one readable event
+# makes up to ``backlog`` failed accepts, each logging a traceback and
+# arming another retry timer, so the worker floods its log (tens of
+# thousands of lines a second) and spins until descriptors come back. The
+# listening sockets are therefore given an accept() that sheds instead: it
+# keeps one spare descriptor, and when out of them, frees the spare, accepts
+# the waiting connection, answers it 503 (plain HTTP) or just closes it
+# (TLS), and takes the spare back. The queue drains, clients get an answer
+# instead of a hang, the log gets one line every few seconds, and accepting
+# resumes by itself as soon as descriptors free up. (libuv and nginx do the
+# same; uvloop does not use this accept() at all.)
+
+_SHED_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+             b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable")
+_SHED_LOG_EVERY = 5.0
+
+
+class _Shedder:
+    """The spare descriptor and counters of one listening socket."""
+
+    def __init__(self, answer: bytes | None) -> None:
+        self.answer = answer
+        self.lock = threading.Lock()  # thread workers share a listening socket
+        self.spare = self._open_spare()
+        self.shed = 0
+        self.last_log = 0.0
+
+    @staticmethod
+    def _open_spare() -> int:
+        try:
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+
+    def shed_one(self, sock: socket.socket, exc: OSError) -> None:
+        with self.lock:
+            if self.spare >= 0:
+                os.close(self.spare)
+                self.spare = -1
+                try:
+                    conn, _ = socket.socket.accept(sock)
+                except OSError:
+                    conn = None
+                if conn is not None:
+                    with contextlib.suppress(OSError):
+                        conn.setblocking(False)
+                        if self.answer:
+                            conn.send(self.answer)
+                    conn.close()
+                    self.shed += 1
+                self.spare = self._open_spare()
+            now = time.monotonic()
+            if now - self.last_log >= _SHED_LOG_EVERY:
+                self.last_log = now
+                logger.error("out of file descriptors (%s): shedding new connections "
+                             "(%d shed so far); accepting resumes when descriptors are free",
+                             exc.strerror, self.shed)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.spare >= 0:
+                os.close(self.spare)
+                self.spare = -1
+
+
+def guard_accept(sock: socket.socket, tls: bool) -> None:
+    """Give a listening socket the shedding accept() described above (once)."""
+    if type(sock) is not socket.socket:
+        return  # already guarded, or a socket type we do not know
+    shedder = _Shedder(None if tls else _SHED_503)
+
+    class SheddingSocket(socket.socket):
+        __slots__ = ()
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            try:
+                return super().accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                shedder.shed_one(self, exc)
+                # "Nothing more to accept now": asyncio leaves its accept loop
+                # quietly and tries again on the next readable event.
+                raise BlockingIOError(errno.EAGAIN, "shed a connection: out of descriptors") from None
+
+    sock.__class__ = SheddingSocket
+    weakref.finalize(sock, shedder.close)
+
+
 class Worker:
     """Serves connections from ``sockets`` on the running loop until stopped.
 
@@ -185,6 +281,7 @@ class Worker:
             factory = wrap_protocol(self.manager, self.config, factory)
 
         for sock in self.sockets:
+            guard_accept(sock, ctx.tls is not None)
             server = await self.loop.create_server(
                 factory, sock=sock, ssl=ctx.tls, backlog=self.config.backlog,
                 ssl_handshake_timeout=ctx.header_timeout if ctx.tls else None,

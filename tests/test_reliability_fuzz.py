@@ -1,0 +1,114 @@
+"""Regression tests for what the atheris fuzzers found, replayed over real
+sockets, and a short bounded run of each fuzzer to keep the harnesses working.
+
+Every input libFuzzer saved as a crash lives in ``fuzz/crashes/`` (first
+byte: the harness's read-size choice, stripped here). Each must now get an
+HTTP error status or a clean close, with nothing logged as an error, from a
+server that then answers the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CRASHES = sorted((ROOT / "fuzz" / "crashes").glob("*"))
+
+
+class Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+
+
+@pytest.fixture
+def errors() -> Iterator[Errors]:
+    handler = Errors()
+    loggers = [logging.getLogger(n) for n in ("pounce", "asyncio")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        return
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+@pytest.mark.parametrize("path", CRASHES, ids=[p.name for p in CRASHES])
+def test_fuzz_finding_replayed_over_a_socket(serve: Any, errors: Errors, path: Path) -> None:
+    srv = serve(app, lifespan="off", logging_access_log=False, http_max_request_body_size=4096,
+                http_max_incomplete_event_size=2048)
+    data = exchange(srv.port, path.read_bytes()[1:])
+    assert data == b"" or re.match(rb"HTTP/1\.1 [1-5]\d\d ", data), data[:100]
+    assert errors.records == []
+    assert httpx.get(srv.url).text == "ok"
+
+
+def test_upgrade_with_non_ascii_header_gets_400(serve: Any, errors: Errors) -> None:
+    """Finding F1: a non-ASCII byte in Connection (or the WebSocket
+    subprotocol/extension headers) of an upgrade request escaped as a
+    UnicodeDecodeError from data_received: a logged traceback, no answer."""
+    srv = serve(app, lifespan="off", logging_access_log=False)
+    base = (b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+    for extra in (b"Connection: Upgrade\xe0\r\n", b"Sec-WebSocket-Protocol: chat\xff\r\n",
+                  b"Sec-WebSocket-Extensions: permessage-deflate\xc3\r\n"):
+        data = exchange(srv.port, base + extra + b"\r\n")
+        assert data.startswith(b"HTTP/1.1 400 "), (extra, data[:100])
+    assert errors.records == []
+
+
+@pytest.mark.parametrize("harness", ["fuzz_http.py", "fuzz_ws.py"])
+def test_fuzzer_runs_clean_for_a_bounded_time(harness: str, tmp_path: Path) -> None:
+    """A few seconds of each atheris harness (the long runs are in
+    docs/reliability.md): it must run and find nothing new."""
+    pytest.importorskip("atheris")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / harness), "-max_total_time=5", "-seed=1",
+         f"-artifact_prefix={tmp_path}/", str(tmp_path / "corpus")],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = re.search(r"Done (\d+) runs", result.stderr)
+    assert done and int(done.group(1)) > 100, result.stderr[-2000:]
+    assert not list(tmp_path.glob("crash-*"))
