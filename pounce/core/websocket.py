@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
+# ``send`` after the socket closed raises the same OSError subclass as an HTTP
+# send after a disconnect (ASGI spec 2.4), so an app catches one class.
+from pounce.core.http11 import ClientDisconnected
 from pounce.core.wssession import (
     ABNORMAL,
     INTERNAL_ERROR,
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from pounce.core.http11 import HttpProtocol
     from pounce.core.worker import WorkerContext
 
+__all__ = ["ClientDisconnected", "WebSocketProtocol", "handle_upgrade"]
+
 logger = logging.getLogger("pounce.websocket")
 
 # Stop reading from the peer while this much received data waits for the app.
@@ -52,11 +57,6 @@ CLOSE_TIMEOUT = 5.0
 
 _CONNECTING, _OPEN, _RESPONSE, _DONE = range(4)
 _CONNECT = {"type": "websocket.connect"}
-
-
-class ClientDisconnected(OSError):
-    """Raised by ``send`` once the WebSocket is closed (ASGI spec 2.4: a
-    server-specific subclass of ``IOError``)."""
 
 
 class _Settings:
