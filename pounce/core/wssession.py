@@ -220,6 +220,8 @@ class WebSocketSession:
         return self.conn.state is ConnectionState.OPEN
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
