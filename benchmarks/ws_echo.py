@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/ws_echo.py [--conns 32] [--size 16] [--duration 5] [--rounds 3]
 
 Both servers serve the same app (the bundled demo's ``/ws`` echo) as
-subprocesses with access logs off; uvicorn gets ``--http h11 --loop asyncio
---ws wsproto`` so both sides run the same protocol libraries on the same
-event loop. Rounds alternate between the servers so drift on a shared machine
+subprocesses with access logs and server pings off, both on the stdlib asyncio
+loop (``--loop asyncio``); uvicorn gets ``--http h11 --ws wsproto`` so both
+sides run the same protocol libraries. Rounds alternate between the servers so drift on a shared machine
 hits both alike; the report gives each round and the medians.
 
 The client is a lean asyncio protocol, not a WebSocket library: every
@@ -43,7 +43,7 @@ def free_port() -> int:
 def server_command(name: str, port: int) -> list[str]:
     if name == "pounce":
         return [sys.executable, "-m", "pounce", APP, "--host", "127.0.0.1", "--port", str(port),
-                "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+                "--loop", "asyncio", "--no-access-log", "--log-level", "warning", "--lifespan", "off",
                 "--ws-ping-interval", "0"]
     return [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port),
             "--http", "h11", "--loop", "asyncio", "--ws", "wsproto",
