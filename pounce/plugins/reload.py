@@ -229,6 +229,7 @@ class Child:
         self.control_fd: int | None = control_fd
         self.exited = asyncio.Event()
         self.retired: asyncio.Task[None] | None = None
+        self.follower: asyncio.Task[None] | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -347,7 +348,7 @@ class Reloader:
     # -- the control loop ------------------------------------------------------
 
     async def _control(self) -> None:
-        await self._replace([])
+        await self._replace([], "at startup")
         while not self.stopping:
             current = self.current
             if self.pending:
@@ -361,7 +362,7 @@ class Reloader:
                 if uptime >= MIN_UPTIME_FOR_RESTART:
                     logger.warning("server process %d exited with status %s%s; starting a new one",
                                    current.pid, current.returncode, detail)
-                    await self._replace([])
+                    await self._replace([], "on restart")
                 else:
                     logger.error("server process %d exited with status %s%s; "
                                  "waiting for a change to start again", current.pid, current.returncode, detail)
@@ -373,7 +374,7 @@ class Reloader:
         self.pending.clear()
         return changed
 
-    async def _replace(self, changed: list[str]) -> None:
+    async def _replace(self, changed: list[str], when: str = "") -> None:
         """Start a new child; once it serves, retire the current one.
 
         Changes arriving while the new child starts supersede it (it would
@@ -408,7 +409,7 @@ class Reloader:
             keep = (f"still serving the previous version (process {self.current.pid})"
                     if self.current is not None and self.current.returncode is None
                     else "nothing is serving; waiting for a change")
-            what = f"after changes in {_describe_paths(changed)}" if changed else "at startup"
+            what = f"after changes in {_describe_paths(changed)}" if changed else when
             logger.error("the app failed to start %s: %s; %s", what, child.error, keep)
             return
 
@@ -431,6 +432,10 @@ class Reloader:
                 *argv, pass_fds=(*fds, status_w, control_r), start_new_session=True,
                 env=_child_environment(),
             )
+        except BaseException:
+            os.close(status_r)
+            os.close(control_w)
+            raise
         finally:
             os.close(status_w)
             os.close(control_r)
@@ -438,7 +443,7 @@ class Reloader:
         self.children.add(child)
         if self.stopping:
             child.tell("signal")
-        asyncio.get_running_loop().create_task(self._follow(child, status_r))
+        child.follower = asyncio.get_running_loop().create_task(self._follow(child, status_r))
         return child
 
     async def _follow(self, child: Child, status_fd: int) -> None:
@@ -500,7 +505,7 @@ class Reloader:
             try:
                 await asyncio.wait_for(child.exited.wait(), grace)
             except asyncio.TimeoutError:
-                logger.warning("server process %d (previous version) did not stop within %.0fs; killing it",
+                logger.warning("server process %d did not stop within %.0fs; killing its process group",
                                child.pid, grace)
                 child.kill_group()
                 with contextlib.suppress(asyncio.TimeoutError):
