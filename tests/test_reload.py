@@ -447,6 +447,22 @@ def test_second_signal_forces_exit(pounce_process: Any, project: Path) -> None:
     assert outcome and not outcome[0].startswith("pid=")  # aborted, not completed
 
 
+def test_crashed_server_process_is_replaced(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project)
+    child = pid_of(get(proc.url))
+    time.sleep(2.2)  # served long enough not to count as a crash loop
+    os.kill(child, signal.SIGKILL)
+    text = get(proc.url, timeout=20)  # waits in the backlog for the replacement
+    assert value_of(text) == "v=one" and pid_of(text) != child
+    assert re.search(rf"server process {child} exited with status -9; starting a new one", proc.output())
+
+
+def test_max_requests_recycles_the_server_process(pounce_process: Any, project: Path) -> None:
+    proc = start(pounce_process, project, "--limit-max-requests", "3")
+    pids = [pid_of(get(proc.url)) for _ in range(7)]
+    assert len(set(pids)) >= 3, pids  # recycled after every 3 requests, none refused
+
+
 def test_killed_parent_leaves_no_orphan(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project)
     child = pid_of(get(proc.url))

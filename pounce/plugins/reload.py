@@ -359,7 +359,8 @@ class Reloader:
                 self.current = None
                 uptime = time.monotonic() - (current.ready_at or current.started)
                 detail = f": {current.error}" if current.error else ""
-                if uptime >= MIN_UPTIME_FOR_RESTART:
+                recycled = current.returncode == 0 and current.ready_at is not None  # max_requests
+                if recycled or uptime >= MIN_UPTIME_FOR_RESTART:
                     logger.warning("server process %d exited with status %s%s; starting a new one",
                                    current.pid, current.returncode, detail)
                     await self._replace([], "on restart")
