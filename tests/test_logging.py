@@ -400,12 +400,16 @@ for i in range(300):
 '''
 
 
-def test_records_from_several_processes_never_interleave(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_records_from_several_processes_never_interleave(tmp_path: Path, nonblocking: bool) -> None:
     """Four processes log 3.5 KB records into one pipe at once: every line
-    read back is one whole JSON record."""
+    read back is one whole JSON record. With a non-blocking pipe (set by
+    whoever shares it) and a reader that starts late, records wait for room
+    instead of being lost."""
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, not nonblocking)
     env = test_env()
     env.pop("PYTHONUNBUFFERED", None)
     procs = [
@@ -414,6 +418,8 @@ def test_records_from_several_processes_never_interleave(tmp_path: Path) -> None
         for tag in "abcd"
     ]
     os.close(write_fd)
+    if nonblocking:
+        time.sleep(1.0)  # let the writers fill the pipe and hit EAGAIN
     chunks = []
     with os.fdopen(read_fd, "rb") as reader:
         deadline = time.monotonic() + 60

@@ -30,6 +30,7 @@ import logging
 import logging.config
 import os
 import re
+import select
 import sys
 import threading
 import time
@@ -293,7 +294,13 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             stream.flush()  # anything print()ed before this record goes first
             view = memoryview(raw)
             while view:
-                written = os.write(fd, view)
+                try:
+                    written = os.write(fd, view)
+                except BlockingIOError:
+                    # stderr shared with a process that made it non-blocking:
+                    # wait for room rather than drop the record.
+                    select.select([], [fd], [], 1.0)
+                    continue
                 view = view[written:]
         except RecursionError:
             raise
