@@ -25,7 +25,7 @@ from pounce.core.config import ServerConfig
 from pounce.core.lifecycle import LifecycleCollector, ServingStarted
 from pounce.core.server import Server
 
-_LISTEN = re.compile(r"listening on (\S+)")
+_LISTEN = re.compile(r"listening on ([^\s\"]+)")
 
 
 class ServerThread:
