@@ -13,7 +13,14 @@ python="${PYTHON:-python3}"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "bench: creating $venv" >&2
-  "$python" -m venv "$venv"
+  if ! "$python" -m venv "$venv"; then
+    # Debian's python3 needs its venv package for ensurepip.
+    rm -rf "$venv"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+    "$python" -m venv "$venv"
+  fi
 fi
 stamp="$venv/.bench-stamp"
 want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
