@@ -284,6 +284,10 @@ SMUGGLING = [
     b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: h\r\n",  # incomplete
+    # pounce's own policy on top of h11: no transfer coding on 1.0, origin-form only
+    b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
 ]
 
 

@@ -22,11 +22,18 @@ Deliberately handed to h11 (``None``):
 - control bytes or DEL anywhere in the head, whitespace before a colon,
   any byte outside ``VCHAR`` in the target;
 - methods other than GET HEAD POST PUT DELETE PATCH OPTIONS (so never CONNECT),
-  versions other than HTTP/1.0 and HTTP/1.1;
+  versions other than HTTP/1.0 and HTTP/1.1, a target that is not origin-form
+  (``*``, absolute-form, authority-form);
 - ``Upgrade`` and ``Expect`` (h11 tracks protocol switches and 100-continue);
 - more than one ``Content-Length`` or ``Transfer-Encoding``, both together, a
   Content-Length that is not 1 to 18 digits, a Transfer-Encoding other than
-  exactly ``chunked``; a missing ``Host`` on HTTP/1.1, more than one ``Host``.
+  exactly ``chunked``, any Transfer-Encoding on HTTP/1.0; a missing ``Host``
+  on HTTP/1.1, more than one ``Host``.
+
+So the fast path is a subset of h11 and also of pounce's stricter policy on
+top of h11 (no obs-fold, no CL+TE, no coding on 1.0, origin-form only). What
+stays the caller's: the size limit for bodies (413), 503 while shutting down
+or over ``limit_concurrency``, and the ``TE: trailers`` extension.
 """
 
 from __future__ import annotations
@@ -126,8 +133,8 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     if version is None:
         return None
     target = line[sp1 + 1:sp2]
-    if not target or target.translate(None, _VCHAR):
-        return None
+    if target[:1] != b"/" or target.translate(None, _VCHAR):
+        return None  # not origin-form (``*``, absolute-form, ...), or a byte h11 refuses
 
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append
@@ -168,8 +175,10 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     if hosts > 1 or (hosts == 0 and version == b"1.1"):
         return None
     if chunked:
-        if content_length >= 0:
-            return None  # CL and TE together: leave the judgement to h11
+        if content_length >= 0 or version == b"1.0":
+            # CL and TE together, or a transfer coding on HTTP/1.0 (which has
+            # none): smuggling material; the h11 path refuses it.
+            return None
         return RequestHead(method, target, version, headers, CHUNKED, 0, keep_alive, end + 4)
     return RequestHead(method, target, version, headers, CONTENT_LENGTH,
                        content_length if content_length > 0 else 0, keep_alive, end + 4)
