@@ -22,6 +22,7 @@ against uvicorn, measured under the same conditions, is the figure to read.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import re
@@ -173,10 +174,14 @@ def zero_drop(repeats: int) -> None:
         ("SIGTERM shutdown", "process", "term", ()),
         ("SIGTERM shutdown", "thread", "term", ()),
     ]
-    print("| scenario | mode | requests | client errors per run | errors among requests accepted before the event |")
-    print("|---|---|---:|---|---|")
+    print("| scenario | mode | requests | errors before the event | in flight at the event | "
+          "errors after the event (kinds) |")
+    print("|---|---|---:|---|---|---|")
     for label, mode, event, extra in scenarios:
-        totals, errs, early = [], [], []
+        totals: list[int] = []
+        before: list[str] = []
+        in_flight: list[str] = []
+        after: list[str] = []
         for _ in range(repeats):
             with tempfile.TemporaryFile() as log:
                 proc = subprocess.Popen(
@@ -203,14 +208,18 @@ def zero_drop(repeats: int) -> None:
                     os.kill(int(READY_LINE.findall(output())[0][1]), signal.SIGKILL)
                 results = load.finish()
                 stop(proc)
+            if event == "none":  # recycling happens throughout: every request counts as "before"
+                at = float("inf")
             totals.append(len(results))
-            errs.append(sum(not r["ok"] for r in results))
-            if event == "none":
-                early.append(errs[-1])
-            else:
-                early.append(sum(not r["ok"] for r in results if r["start"] < at - 0.1))
-        print(f"| {label} | {mode} | {statistics.median(totals):.0f} | {', '.join(map(str, errs))} | "
-              f"{', '.join(map(str, early))} |")
+            failed = [r for r in results if not r["ok"]]
+            before.append(str(sum(r["start"] < at and r["end"] <= at for r in failed)))
+            flight = [r for r in results if r["start"] < at < r["end"]]
+            in_flight.append(f"{sum(not r['ok'] for r in flight)}/{len(flight)} failed")
+            late = [r for r in failed if r["start"] >= at]
+            kinds = collections.Counter(r["info"].split(":")[0] for r in late)
+            after.append(str(len(late)) + (f" ({', '.join(f'{k} {n}' for k, n in kinds.items())})" if late else ""))
+        print(f"| {label} | {mode} | {statistics.median(totals):.0f} | {', '.join(before)} | "
+              f"{'; '.join(in_flight)} | {'; '.join(after)} |")
 
 
 def main() -> int:
