@@ -10,7 +10,8 @@ input as ``crash-<sha1>`` and stops.
     .venv/bin/python fuzz/fuzz_http.py crash-1234...     # replay one input
 
 The seed corpus (``tests/http_corpus.py`` plus a few valid requests,
-pipelined, chunked and upgrading ones) is written into the corpus directory
+pipelined, chunked, proxied and upgrading ones; the harness's peer is
+127.0.0.1, trusted for proxy headers by default) is written into the corpus directory
 given, when that directory is empty.
 """
 
@@ -42,6 +43,9 @@ VALID = [
     b"HEAD / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET http://other/p HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1:80, [::1]:8080\r\nX-Forwarded-Proto: https\r\n"
+    b"X-Forwarded-Host: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nForwarded: for=\"[2001:db8::1]:4711\";proto=https;host=h, for=1.2.3.4\r\n\r\n",
     b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
 ]

@@ -108,6 +108,10 @@ def pounce_add_options(options: OptionRegistry) -> None:
     add("http", "timeout_request_header", "float", 10.0,
         "Close a connection whose request headers take longer than this.",
         cli="--timeout-request-header", min=0)
+    add("http", "timeout_request", "float", 0.0,
+        "Seconds a request may take from its complete head to its complete response: 504 if no "
+        "response has started by then, else the connection is closed; the app is cancelled. 0: no limit.",
+        cli="--timeout-request", min=0)
     # [websocket]
     add("websocket", "max_message_size", "int", 16777216, "Largest WebSocket message; larger closes with 1009.",
         cli="--ws-max-size", min=1)

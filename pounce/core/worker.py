@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pounce.worker")
 
+# How long connections accepted just before a drain get to send their request.
+ACCEPT_GRACE = 0.25
+
 Observer = Callable[[dict[str, Any], int, int, float], None]
 
 
@@ -61,6 +64,7 @@ class WorkerContext:
         self.root_path: str = config.root_path
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.header_timeout: float = config.http.timeout_request_header
+        self.request_timeout: float = config.http.timeout_request
         self.max_incomplete_event_size: int = config.http.max_incomplete_event_size
         self.limit_concurrency: int = config.limit_concurrency
         self.max_requests: int = config.max_requests
@@ -313,22 +317,53 @@ class Worker:
         await self._stop.wait()
 
     async def drain(self, timeout: float) -> None:
-        """Stop accepting, close idle connections now, let in-flight requests
-        finish within ``timeout``, then abort what is left."""
-        self.ctx.shutting_down = True
+        """Stop accepting, finish what was accepted, then stop.
+
+        The listening sockets may be shared with a successor (rolling restart,
+        reload, recycling), so nothing accepted may be lost: first stop
+        *watching* the sockets (later clients wait in the backlog for whoever
+        accepts next), let sockets accepted in the last loop step attach, and
+        mark every connection so its next response is its last. For
+        ``ACCEPT_GRACE`` requests already on the wire (on new or idle
+        keep-alive connections) are still served, with ``Connection: close``;
+        then idle connections are closed, anything newer gets 503, in-flight
+        requests get until ``timeout`` and what is left is aborted.
+        """
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        self._stop_accepting(loop)
+        for _ in range(2):  # an accepted socket attaches one loop turn later
+            await asyncio.sleep(0)
+        for conn in list(ctx.connections):
+            conn.shutdown()
+        grace_end = started + min(ACCEPT_GRACE, timeout)
+        while ctx.connections and time.monotonic() < grace_end and not self._force:
+            await asyncio.sleep(0.02)
+        ctx.shutting_down = True
+        for conn in list(ctx.connections):
+            conn.shutdown()
         for server in self._servers:
             server.close()
-        for conn in list(self.ctx.connections):
-            conn.shutdown()
-        deadline = time.monotonic() + timeout
-        while self.ctx.connections and time.monotonic() < deadline and not self._force:
+        deadline = started + timeout
+        while ctx.connections and time.monotonic() < deadline and not self._force:
             await asyncio.sleep(0.05)
-        for conn in list(self.ctx.connections):
+        for conn in list(ctx.connections):
             conn.abort()
         if self._date_timer is not None:
             self._date_timer.cancel()
         # Give cancelled connection tasks a moment to unwind.
         await asyncio.sleep(0)
+
+    def _stop_accepting(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop accepting without closing the sockets (they may be shared)."""
+        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+            for server in self._servers:
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
+        else:  # uvloop and others: closing is the only public way
+            for server in self._servers:
+                server.close()
 
     async def serve(self, timeout: float | None = None) -> None:
         """start → wait for stop → drain: the whole life of a worker."""
