@@ -506,10 +506,17 @@ class HttpProtocol(asyncio.Protocol):
         self.ctx.connections.discard(self)
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now when idle, after the response otherwise."""
-        self.keep_alive = False
-        if self.cycle is None:
+        """Graceful shutdown, called twice by the drain.
+
+        The first call makes the response in progress (or the next one) the
+        last, with ``Connection: close``: a request already on the wire, on a
+        new or an idle keep-alive connection, is still served during the
+        drain's short grace. The second call closes the connection if it is
+        idle by then.
+        """
+        if not self.keep_alive and self.cycle is None and not self.reading_head:
             self._close()
+        self.keep_alive = False
 
     def abort(self) -> None:
         if self.cycle is not None and self.cycle.task is not None:

@@ -77,10 +77,6 @@ STEP_MS = 100
 # Set in every child's environment (so its supervisor's workers see it too).
 CHILD_ENV = "_POUNCE_RELOAD_CHILD"
 
-# See pounce_worker_started: how long a retiring worker keeps connections it
-# accepted just before it stopped accepting, so their first request is read.
-ACCEPT_GRACE = 0.25
-
 # A child that served for less than this and then died is not restarted
 # until the next change (no crash loop); one that served longer is.
 MIN_UPTIME_FOR_RESTART = 2.0
@@ -589,64 +585,6 @@ def pounce_bind(config: ServerConfig) -> list[socket.socket] | None:
     from pounce.core.sockets import from_fd
 
     return [from_fd(fd, config.backlog) for fd in _inherited_fds]
-
-
-@hookimpl
-def pounce_worker_started(worker: Any) -> None:
-    """In a reload child's workers: stop accepting, *then* drain.
-
-    A retiring child shares the listening socket with its successor while
-    clients keep connecting, and two races in a plain drain lose such a
-    client (measured: about one request in 15 reloads under constant load):
-
-    * the drain closes every connection without a request in progress,
-      including one accepted a moment earlier whose request is not read yet;
-    * asyncio finishes an accept in a task one loop iteration later; if the
-      server was closed in between, that task fails (``Server._attach``
-      asserts) and the accepted socket is leaked, then reset at exit.
-
-    * idle keep-alive connections are closed at once, under a client that
-      may be sending its next request on them right then.
-
-    So the worker first only stops *watching* its listening sockets (later
-    clients wait in the backlog for the new child), marks open connections
-    so their next response closes them (``Connection: close``), gives them
-    ACCEPT_GRACE to deliver requests already on the way, and then drains as
-    usual. Once per worker; nothing per request. (These belong in the core's
-    drain; until they are there, reload, where they matter most, does them.)
-    """
-    if not os.environ.get(CHILD_ENV):
-        return
-    drain = worker.drain
-
-    async def drain_after_grace(timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        servers = list(getattr(worker, "_servers", ()))
-        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
-            for server in servers:
-                for sock in server.sockets:
-                    loop.remove_reader(sock.fileno())
-        else:  # another loop (uvloop): closing is the only way to stop accepting
-            for server in servers:
-                server.close()
-        if servers:
-            # Two passes: connections whose accept was still pending at the
-            # first one have joined by the second.
-            for _ in range(2):
-                _last_response_closes(worker)
-                await asyncio.sleep(min(ACCEPT_GRACE, timeout) / 2)
-        await drain(timeout)
-
-    worker.drain = drain_after_grace
-
-
-def _last_response_closes(worker: Any) -> None:
-    """Mark every open connection so its next response says
-    ``Connection: close`` and ends it, instead of closing idle keep-alive
-    connections under a client that is sending its next request."""
-    for conn in list(getattr(worker.ctx, "connections", ())):
-        if hasattr(conn, "keep_alive"):
-            conn.keep_alive = False
 
 
 class _StatusPipe(LifecycleCollector):
