@@ -307,3 +307,27 @@ def test_process_worker_crash_sequence(tmp_path: Any) -> None:
     assert sorted(events[2:4]) == [("ready", 1), ("ready", 2)]
     assert events[4] == ("serving", 2)
     assert events[5:8] == [crash, ("spawn", 3), ("ready", 3)]
+
+
+class FailingSpawn:
+    name = "failing-spawn"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def pounce_worker_spawn(self, worker_id: int) -> None:
+        self.calls += 1
+        if worker_id == 2:
+            raise ValueError("no slot for worker 2")
+
+
+def test_a_plugin_failing_in_a_supervisor_hook_stops_the_server_naming_it() -> None:
+    plugin = FailingSpawn()
+    srv = ServerThread(apps.app, plugins=[plugin], workers=2, worker_mode="thread")
+    with pytest.raises(PounceError) as info:
+        srv.start()
+    assert "plugin 'failing-spawn' failed in pounce_worker_spawn: ValueError: no slot for worker 2" in str(info.value)
+    # Worker 1 had started; it was stopped, not left behind.
+    wait_for(lambda: not any(t.name.startswith("pounce-worker-") for t in threading.enumerate()),
+             timeout=10, what="worker threads to end")
