@@ -651,3 +651,17 @@ def test_upgrade_after_a_keep_alive_request(ws_serve: Any) -> None:
     status, _, _ = raw.read_head()
     assert status == 101
     assert raw.read_frame()[:2] == (0x1, b"early frame")
+
+
+def test_websocket_over_a_unix_socket(ws_serve: Any, tmp_path: Any) -> None:
+    from websockets.asyncio.client import unix_connect
+
+    path = str(tmp_path / "pounce.sock")
+    ws_serve(demo_app, uds=path)
+
+    async def go() -> Any:
+        async with unix_connect(path, "ws://localhost/ws") as ws:
+            await ws.send("over a unix socket")
+            return await ws.recv()
+
+    assert run(go()) == "over a unix socket"
