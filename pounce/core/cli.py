@@ -154,11 +154,11 @@ def _main(argv: list[str]) -> int:
         finally:
             manager.call("pounce_unconfigure", config=config)
         return 0
-    from pounce.core.appload import load_app
     from pounce.core.server import Server
 
-    app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
-    server = Server(config, app, app_path=config.app)
+    # The app is imported where it is served (Server.app), not here: a
+    # process that only supervises workers or watches files never needs it.
+    server = Server(config, None, app_path=config.app)
     server.run()
     return server.exit_code
 

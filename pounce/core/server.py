@@ -22,7 +22,7 @@ from typing import Any
 
 from pounce import __version__
 from pounce.core.config import ServerConfig
-from pounce.core.errors import PluginError, PounceError
+from pounce.core.errors import AppLoadError, PluginError, PounceError
 from pounce.core.lifecycle import (
     ConfigLoaded,
     LifecycleCollector,
@@ -65,7 +65,7 @@ class Server:
             extra=plugins,
         )
         self.config = config.with_defaults(self.plugins.registry)
-        self.app = app
+        self._app = app
         self.app_path = app_path or self.config.get("server", "app")
         self.lifecycle_collector = lifecycle_collector
         self.state = State.CREATED
@@ -82,6 +82,20 @@ class Server:
         self._owned_paths: list[str] = []
 
     # -- public API --------------------------------------------------------
+
+    @property
+    def app(self) -> Any:
+        """The ASGI app; imported from ``app_path`` on first use when the
+        Server was given none, so that a process that only supervises
+        (process workers, the reload watcher) never imports it."""
+        if self._app is None:
+            from pounce.core.appload import load_app
+
+            if not self.app_path:
+                raise AppLoadError('no app: give an ASGI callable or "module:attribute"')
+            config = self.config
+            self._app = load_app(self.app_path, factory=config.factory, app_dir=config.app_dir)
+        return self._app
 
     def run(self) -> None:
         """Start the server and block until it has stopped.
