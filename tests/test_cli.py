@@ -54,7 +54,8 @@ def test_uvicorn_command_line_works_unchanged(tmp_path: Path) -> None:
         tmp_path, "testapps:hello", "--host", "127.0.0.1", "--port", "0", "--log-level", "warning",
         "--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8,127.0.0.1",
         "--limit-concurrency", "100", "--timeout-keep-alive", "3", "--ws-per-message-deflate", "false",
-        "--lifespan", "off", "--no-server-header", "--check",
+        "--lifespan", "off", "--no-server-header", "--ws", "wsproto", "--http", "h11", "--loop", "asyncio",
+        "--check",
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

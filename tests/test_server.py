@@ -213,3 +213,13 @@ def test_uds_permissions(serve, tmp_path: Path) -> None:
     path = tmp_path / "perm.sock"
     serve(hello, uds=str(path), uds_permissions="600")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_ws_none_passes_upgrades_to_the_app_as_http(serve) -> None:
+    srv = serve(echo_scope, websocket_implementation="none")
+    response = httpx.get(srv.url + "/chat", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+    })
+    assert response.status_code == 200
+    assert response.json()["type"] == "http"

@@ -112,7 +112,15 @@ def pounce_add_options(options: OptionRegistry) -> None:
         "Seconds a request may take from its complete head to its complete response: 504 if no "
         "response has started by then, else the connection is closed; the app is cancelled. 0: no limit.",
         cli="--timeout-request", min=0)
+    add("http", "implementation", "str", "auto",
+        "HTTP/1.1 parser: pounce always uses h11 (with its own fast path); httptools is "
+        "accepted as a uvicorn spelling and means the same.",
+        cli="--http", choices=("auto", "h11"), aliases={"httptools": "auto"})
     # [websocket]
+    add("websocket", "implementation", "str", "auto",
+        "WebSocket support: auto and wsproto use wsproto (websockets is accepted as a "
+        "uvicorn spelling of the same); none passes upgrade requests to the app as plain HTTP.",
+        cli="--ws", choices=("auto", "wsproto", "none"), aliases={"websockets": "wsproto"})
     add("websocket", "max_message_size", "int", 16777216, "Largest WebSocket message; larger closes with 1009.",
         cli="--ws-max-size", min=1)
     add("websocket", "ping_interval", "float", 20.0, "Seconds between server pings; 0 disables.",

@@ -346,7 +346,7 @@ class HttpProtocol(asyncio.Protocol):
         if ctx.shutting_down:
             self._reject(503, "Service Unavailable")
             return
-        if upgrade is not None and upgrade.lower() == b"websocket":
+        if upgrade is not None and ctx.websocket_enabled and upgrade.lower() == b"websocket":
             from pounce.core.websocket import handle_upgrade
 
             handle_upgrade(self, event)

@@ -70,6 +70,8 @@ class WorkerContext:
         self.max_requests: int = config.max_requests
         self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.websocket = config.section("websocket")
+        # ``--ws none``: upgrade requests reach the app as plain HTTP.
+        self.websocket_enabled = config.websocket.implementation != "none"
 
         extra: list[tuple[bytes, bytes]] = []
         for item in config.headers:
