@@ -56,20 +56,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await _text(send, f"{os.getpid()} {name} {state.get('pid', '-')} {STARTUPS}")
 
 
+def _in_worker_process() -> bool:
+    """True inside a supervisor's worker process (its command line ends in
+    ``pounce-worker-N``), False in the process that runs the supervisor."""
+    return len(sys.argv) > 1 and sys.argv[1].startswith("pounce-worker-")
+
+
 def crash_in_workers() -> Any:
-    """A factory that works in the first process calling it (the supervisor,
-    which loads the app before serving) and raises in every later one: a
-    deploy whose workers cannot start."""
-    marker = Path(os.environ["SUPERVISOR_TEST_MARKER"])
-    if marker.exists():
+    """A factory that raises in every worker process: a deploy whose workers
+    cannot start (the supervisor itself may import the app or not)."""
+    if _in_worker_process():
         raise RuntimeError("cannot connect to the database (test)")
-    marker.write_text(str(os.getpid()))
     return app
 
 
 def crash_after() -> Any:
-    """A factory that works for the first SUPERVISOR_TEST_LIMIT processes
-    calling it and raises in every later one: a deploy that broke."""
+    """A factory that works in the first SUPERVISOR_TEST_LIMIT worker
+    processes and raises in every later one: a deploy that broke."""
+    if not _in_worker_process():
+        return app
     marker = Path(os.environ["SUPERVISOR_TEST_MARKER"])
     with marker.open("ab") as f:
         f.write(b"x")

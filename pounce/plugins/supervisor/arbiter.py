@@ -383,7 +383,7 @@ class Supervisor:
         if reason == "stopped" or self.stopping:
             return
         if reason == "boot-failed" and code == EXIT_LIFESPAN and not self.ever_ready:
-            raise LifespanError(f"lifespan startup failed in {worker.describe()} (see its error above)")
+            raise LifespanError(f"{worker.describe()}: {worker.error or 'lifespan startup failed'}")
         if uptime < self.min_uptime or reason == "boot-failed":
             self.failures += 1
         else:

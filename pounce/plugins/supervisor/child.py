@@ -23,6 +23,7 @@ from typing import Any
 from pounce.core.errors import LifespanError, PounceError
 from pounce.plugins.supervisor.workers import (
     BEAT,
+    ERROR,
     EXIT_LIFESPAN,
     READY,
     RETIRE,
@@ -41,9 +42,10 @@ class StatusPipe:
         self.fd = fd
         os.set_blocking(fd, False)
 
-    def send(self, code: bytes) -> None:
+    def send(self, code: bytes, text: str = "") -> None:
+        line = code + (b" " + " ".join(text.split()).encode("utf-8", "replace")[:500] if text else b"") + b"\n"
         try:
-            os.write(self.fd, code)
+            os.write(self.fd, line)
         except OSError:
             pass  # supervisor gone or pipe full: the heartbeat check copes
 
@@ -66,12 +68,15 @@ def main(blob: bytes) -> int:
         _run(spec, status)
     except LifespanError as exc:
         logger.error("worker %d: %s", spec.worker_id, exc)
+        status.send(ERROR, str(exc))
         return EXIT_LIFESPAN
     except PounceError as exc:
         logger.error("worker %d: %s", spec.worker_id, exc)
+        status.send(ERROR, str(exc))
         return exc.exit_code
-    except Exception:
+    except Exception as exc:
         logger.exception("worker %d crashed", spec.worker_id)
+        status.send(ERROR, f"{type(exc).__name__}: {exc}")
         return 1
     return 0
 

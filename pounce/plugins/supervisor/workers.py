@@ -5,7 +5,8 @@ The supervisor's policy (how many, when to replace, when to give up) lives in
 ``poll`` (exit code or None), ``stop(force)``, ``kill``, and the flags a worker
 reports back — ``ready``, ``wants_retire`` and ``last_beat``. Threads report by
 setting attributes; processes write one byte per report on a status pipe
-(``R`` ready, ``H`` heartbeat, ``X`` max_requests reached), which the
+(``R`` ready, ``H`` heartbeat, ``X`` max_requests reached, ``E`` and the
+error that ends it), one per line, which the
 supervisor's event loop reads. No object made in the parent's event loop
 crosses into a child process: a child gets pickled plain data and file
 descriptors only.
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pounce.supervisor")
 
-# Status bytes a worker process writes on its pipe.
+# Status lines a worker process writes on its pipe; "E <text>" carries the
+# error that ends a worker, so the supervisor can name it.
 READY = b"R"
 BEAT = b"H"
 RETIRE = b"X"
+ERROR = b"E"
 
 # Exit status of a worker process whose lifespan startup failed.
 EXIT_LIFESPAN = 3
@@ -252,6 +255,7 @@ class ProcessWorker(WorkerHandle):
         self.plugins = plugins
         self.proc: subprocess.Popen[bytes] | None = None
         self._status_fd: int | None = None
+        self._partial = b""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -317,10 +321,15 @@ class ProcessWorker(WorkerHandle):
             self._close_status()
             return
         self.last_beat = time.monotonic()
-        if READY in data:
-            self.ready = True
-        if RETIRE in data:
-            self.wants_retire = True
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            code = line[:1]
+            if code == READY:
+                self.ready = True
+            elif code == RETIRE:
+                self.wants_retire = True
+            elif code == ERROR:
+                self.error = line[2:].decode("utf-8", "replace")
 
     def _close_status(self) -> None:
         fd, self._status_fd = self._status_fd, None
@@ -332,7 +341,21 @@ class ProcessWorker(WorkerHandle):
             os.close(fd)
 
     def poll(self) -> int | None:
-        return self.proc.poll() if self.proc is not None else 1
+        code = self.proc.poll() if self.proc is not None else 1
+        if code is not None:
+            # Read what the worker said last (its error) before it is reaped.
+            while self._status_fd is not None and self._readable(self._status_fd):
+                self._on_status()
+        return code
+
+    @staticmethod
+    def _readable(fd: int) -> bool:
+        import select
+
+        try:
+            return bool(select.select([fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     def _signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
