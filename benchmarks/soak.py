@@ -20,7 +20,8 @@ stop, the server is given a moment to close what they left, then gets
 SIGTERM; its log is scanned for errors and tracebacks.
 
 Verdict (exit status 0 only when all hold): no client-side error, every
-response correct, no ERROR/Traceback in the server log, a clean exit 0,
+response correct, no ERROR/Traceback and no WARNING in the server log (a
+warning there has always meant a bug: e.g. writes to a dead socket), a clean exit 0,
 RSS after warm-up grows by less than ``--rss-slack`` MiB to the end, and the
 descriptor count once idle is back to what it was before the load.
 
@@ -487,6 +488,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     text = log.read_text(errors="replace")
     server_errors = [line for line in text.splitlines()
                      if re.search(r"\b(ERROR|CRITICAL)\b|Traceback|Exception", line)]
+    server_warnings = [line for line in text.splitlines() if re.search(r"\bWARNING\b", line)]
     total: dict[str, Any] = {}
     for r in results:
         for key, value in r.items():
@@ -509,10 +511,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "client_error_samples": total.get("samples", []),
         "server_error_lines": len(server_errors),
         "server_error_samples": server_errors[:10],
+        "server_warning_lines": len(server_warnings),
+        "server_warning_samples": sorted(set(w.split("]", 1)[-1] for w in server_warnings))[:10],
         "server_exit": exitcode,
         "rss_kib": {"start": rss_start, "after_warmup": rss_warm, "max": rss_max, "end": rss_end,
                     "slope_after_warmup_kib_per_min": round(slope, 1)},
         "fds": {"start": fds_start, "max_under_load": fds_max, "end_idle": fds_end},
+        "rss_series_kib": [(round(t), r) for t, r, _ in samples[::30]],
         "workers": args.workers,
         "clients": args.clients,
         "concurrency": args.concurrency,
@@ -520,11 +525,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     leak_rss = rss_end - rss_warm > args.rss_slack * 1024
     leak_fds = fds_end > fds_start
-    report["ok"] = (report["client_errors"] == 0 and not server_errors and exitcode == 0
-                    and not leak_rss and not leak_fds and requests > 0)
+    report["ok"] = (report["client_errors"] == 0 and not server_errors and not server_warnings
+                    and exitcode == 0 and not leak_rss and not leak_fds and requests > 0)
     report["verdict"] = {
         "client_errors": report["client_errors"] == 0,
         "server_errors": not server_errors,
+        "server_warnings": not server_warnings,
         "clean_exit": exitcode == 0,
         "rss_flat": not leak_rss,
         "fds_back_to_start": not leak_fds,

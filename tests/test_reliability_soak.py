@@ -30,6 +30,7 @@ def test_short_soak(tmp_path: Path) -> None:
     counts = report["counts"]
     assert report["client_errors"] == 0, report["client_error_samples"]
     assert report["server_error_lines"] == 0, report["server_error_samples"]
+    assert report["server_warning_lines"] == 0, report["server_warning_samples"]
     assert report["server_exit"] == 0
     assert report["fds"]["end_idle"] <= report["fds"]["start"], report["fds"]
     assert report["verdict"]["rss_flat"], report["rss_kib"]
