@@ -3,10 +3,12 @@ lifecycle-event sequences for spawn, crash, restart, recycle and drain."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +24,33 @@ from pounce.core.lifecycle import (
 )
 from pounce.plugins.supervisor import supervisor_for
 from pounce.testing import ServerThread
+
+
+class SupervisorLog(logging.Handler):
+    """Collects the supervisor's log records, whatever the logging plugin
+    does with propagation (it keeps ``pounce`` from reaching the root)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def suplog() -> Iterator[SupervisorLog]:
+    handler = SupervisorLog()
+    logger = logging.getLogger("pounce.supervisor")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
 
 
 def get(srv: ServerThread, path: str = "/", timeout: float = 10.0) -> str:
@@ -124,7 +153,7 @@ def test_thread_mode_lifecycle_sequence_and_shared_lifespan() -> None:
     assert sorted(c for c in recorder.calls if c[0] == "exit") == [("exit", 1, 0), ("exit", 2, 0)]
 
 
-def test_thread_crash_is_logged_and_replaced(caplog: pytest.LogCaptureFixture) -> None:
+def test_thread_crash_is_logged_and_replaced(suplog: SupervisorLog) -> None:
     recorder = Recorder()
     with ServerThread(apps.app, plugins=[recorder], workers=2, worker_mode="thread") as srv:
         victim = recorder.workers[1]
@@ -137,11 +166,11 @@ def test_thread_crash_is_logged_and_replaced(caplog: pytest.LogCaptureFixture) -
         assert all(get(srv).startswith(str(os.getpid())) for _ in range(10))
         assert supervisor_for(srv.server) is not None
         assert sorted(supervisor_for(srv.server).worker_ids()) == [2, 3]  # type: ignore[union-attr]
-    assert "worker 1 (thread) died" in caplog.text
+    assert "worker 1 (thread) died" in suplog.text
     assert ("exit", 1, 1) in recorder.calls
 
 
-def test_thread_heartbeat_timeout_abandons_and_replaces(caplog: pytest.LogCaptureFixture) -> None:
+def test_thread_heartbeat_timeout_abandons_and_replaces(suplog: SupervisorLog) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread", supervisor_worker_timeout=1) as srv:
         blocked = threading.Thread(target=lambda: _quiet_get(srv, "/block?2.5"), daemon=True)
         blocked.start()
@@ -151,7 +180,7 @@ def test_thread_heartbeat_timeout_abandons_and_replaces(caplog: pytest.LogCaptur
         assert get(srv).startswith(str(os.getpid()))
         wait_for(lambda: ("ready", 3) in worker_events(srv), what="a replacement worker")
         blocked.join(10)
-    assert "did not answer its heartbeat" in caplog.text
+    assert "did not answer its heartbeat" in suplog.text
     timeouts = [e for e in worker_events(srv) if e[0] == "exit" and e[3] == "timeout"]
     assert len(timeouts) == 1 and timeouts[0][2] is None
 
@@ -275,11 +304,11 @@ def test_process_mode_in_process_server_each_worker_runs_lifespan(tmp_path: Any)
     assert exits == [("exit", 1, 0, "stopped"), ("exit", 2, 0, "stopped")]
 
 
-def test_process_mode_without_import_path_falls_back_to_threads(caplog: pytest.LogCaptureFixture) -> None:
+def test_process_mode_without_import_path_falls_back_to_threads(suplog: SupervisorLog) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="process") as srv:
         assert srv.server.worker_mode == "thread"
         assert get(srv).startswith(str(os.getpid()))
-    assert "workers run as threads" in caplog.text
+    assert "workers run as threads" in suplog.text
 
 
 def test_single_worker_leaves_serving_to_the_core() -> None:
@@ -331,3 +360,19 @@ def test_a_plugin_failing_in_a_supervisor_hook_stops_the_server_naming_it() -> N
     # Worker 1 had started; it was stopped, not left behind.
     wait_for(lambda: not any(t.name.startswith("pounce-worker-") for t in threading.enumerate()),
              timeout=10, what="worker threads to end")
+
+
+def test_forced_stop_does_not_wait_for_a_blocked_thread(suplog: SupervisorLog) -> None:
+    srv = ServerThread(apps.app, workers=2, worker_mode="thread").start()
+    threading.Thread(target=lambda: _quiet_get(srv, "/block?8"), daemon=True).start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    srv.server.shutdown()
+    srv.server.force_exit()
+    assert srv._thread is not None
+    srv._thread.join(7)
+    assert not srv._thread.is_alive(), "run() still waits for a blocked worker thread"
+    assert time.monotonic() - started < 6.5
+    assert "does not stop: abandoning it" in suplog.text
+    exits = [e for e in worker_events(srv) if e[0] == "exit"]
+    assert len(exits) == 2 and any(e[2] is None for e in exits)  # the blocked one: abandoned

@@ -53,6 +53,8 @@ TICK = 0.05
 # Extra seconds a draining worker gets beyond timeout_graceful_shutdown (its
 # own drain aborts connections at that deadline) before it is killed.
 DRAIN_GRACE = 5.0
+# Seconds a forced worker thread gets to end before it is given up on.
+FORCE_GRACE = 3.0
 
 
 class SupervisorError(PounceError):
@@ -267,6 +269,12 @@ class Supervisor:
             self._check_heartbeat(worker, now)
             if worker.phase is Phase.DRAINING and now > worker.drain_deadline and not worker.forced:
                 self._force(worker, "did not finish draining in time")
+            if (isinstance(worker, ThreadWorker) and worker.forced and not worker.abandoned
+                    and now - worker.forced_at > FORCE_GRACE):
+                # Its loop is blocked, so even the abort cannot run: stop
+                # waiting for it (the thread is a daemon).
+                logger.error("%s does not stop: abandoning it", worker.describe())
+                worker.abandoned = True
         if self.failures and now - self.last_failure_at > self.min_uptime and any(
             w.phase is Phase.READY and w.spawned_at > self.last_failure_at for w in self.workers
         ):
@@ -291,7 +299,9 @@ class Supervisor:
             worker.kill_reason = "timeout"
             logger.error("%s did not start within %.0fs: killing it", worker.describe(), self.boot_timeout)
             worker.kill()
-        elif worker.phase is not Phase.BOOTING and silent > self.worker_timeout:
+        elif worker.phase is Phase.READY and silent > self.worker_timeout:
+            # (A draining worker is bounded by its drain deadline instead: its
+            # lifespan shutdown may legitimately outlast the heartbeat.)
             worker.kill_reason = "timeout"
             action = "abandoning it (threads cannot be killed)" if worker.kind == "thread" else "killing it"
             logger.error("%s did not answer its heartbeat for %.1fs (worker_timeout %.1fs): %s",
@@ -352,6 +362,7 @@ class Supervisor:
         if worker.forced:
             return
         worker.forced = True
+        worker.forced_at = time.monotonic()
         worker.drain_reason = worker.drain_reason or "shutdown"
         worker.phase = Phase.DRAINING
         logger.warning("%s: %s, stopping it now", worker.describe(), why)

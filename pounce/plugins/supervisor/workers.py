@@ -76,6 +76,7 @@ class WorkerHandle:
         self.drain_reason: str | None = None
         self.drain_deadline = 0.0
         self.forced = False
+        self.forced_at = 0.0
         # Set when the supervisor ended the worker itself (heartbeat timeout).
         self.kill_reason: str | None = None
         self.error: str | None = None
