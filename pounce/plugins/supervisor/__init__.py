@@ -38,7 +38,7 @@ def pounce_add_options(options: Any) -> None:
     add = options.add
     add("supervisor", "worker_timeout", "float", 30.0,
         "Replace a worker whose heartbeat is silent for this many seconds.",
-        cli="--worker-timeout", min=1)
+        cli="--worker-timeout", min=1, metavar="SECONDS")
     add("supervisor", "boot_timeout", "float", 60.0,
         "Kill a worker that is not accepting this many seconds after it was started.",
         min=1)
