@@ -284,7 +284,8 @@ def test_cert_reqs_required(serve, certs: Certs, tmp_path: Path) -> None:
 
 def test_cert_reqs_uvicorn_numbers(tmp_path: Path, certs: Certs) -> None:
     """``--ssl-cert-reqs 2`` means required, as in uvicorn."""
-    result = run_pounce(["testapps:hello", "--ssl-certfile", certs.both, "--ssl-cert-reqs", "2", "--check"],
+    result = run_pounce(["testapps:hello", "--ssl-certfile", certs.both, "--ssl-cert-reqs", "2",
+                         "--ssl-ca-certs", certs.ca_pem, "--check"],
                         cwd=tmp_path, env=test_env())
     assert result.returncode == 0, result.stderr
     assert "required" in result.stdout

@@ -137,10 +137,15 @@ def _address(value: str) -> tuple[str, int]:
     value = value.strip().strip('"')
     if value.startswith("["):
         addr, _, rest = value[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 0
+        port = int(rest[1:]) if rest.startswith(":") and _is_port(rest[1:]) else 0
         return addr, port
     if value.count(":") == 1:
         addr, _, port_text = value.partition(":")
-        if port_text.isdigit():
+        if _is_port(port_text):
             return addr, int(port_text)
     return value, 0
+
+
+def _is_port(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which int() refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= 5

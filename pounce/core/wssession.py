@@ -75,6 +75,10 @@ def parse_handshake(request: h11.Request) -> Handshake:
     subprotocols: list[str] = []
     offers: list[str] = []
     for name, value in request.headers:
+        if not value.isascii():
+            # HTTP allows obs-text in values; none of these headers can use it,
+            # and wsproto's comma splitter would raise on it.
+            raise HandshakeError(400, "non-ASCII WebSocket handshake header")
         if name == b"sec-websocket-key":
             if key is not None:
                 raise HandshakeError(400, "duplicate Sec-WebSocket-Key")
