@@ -538,6 +538,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def tracemalloc_check(seconds: float, concurrency: int) -> int:
+    """Python-level leak check: the same load against an in-process pounce
+    under tracemalloc; print the allocation sites that grew between a
+    snapshot after 15 s of warm-up and one ``seconds`` later."""
+    import gc
+    import tracemalloc
+
+    sys.path.insert(0, str(ROOT))
+    from pounce.testing import ServerThread
+
+    tracemalloc.start(4)
+    srv = ServerThread(app, lifespan="off", logging_access_log=False, logging_level="error",
+                       timeout_keep_alive=30).start()
+    queue: Any = multiprocessing.get_context("fork").Queue()
+
+    def load(duration: float) -> dict[str, Any]:
+        proc = multiprocessing.get_context("fork").Process(
+            target=client_process, args=("127.0.0.1", srv.port, 7, concurrency, duration, 10**12, queue))
+        proc.start()
+        proc.join()
+        return queue.get(timeout=30)
+
+    try:
+        load(15)
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        counts = load(seconds)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        srv.stop()
+    print(f"{requests_of(counts)} requests, {counts['errors']} errors between the snapshots")
+    for stat in after.compare_to(before, "traceback")[:8]:
+        print(f"{stat.size_diff:+d} bytes, {stat.count_diff:+d} blocks")
+        for line in stat.traceback.format()[-4:]:
+            print("    " + line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
@@ -551,7 +590,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the report here")
     parser.add_argument("--server-arg", action="append", default=[], help="extra pounce argument (repeatable)")
+    parser.add_argument("--tracemalloc", type=float, metavar="SECONDS", default=0,
+                        help="instead: in-process leak check over SECONDS of load (tracemalloc)")
     args = parser.parse_args(argv)
+    if args.tracemalloc:
+        return tracemalloc_check(args.tracemalloc, args.concurrency)
     report = run(args)
     text = json.dumps(report, indent=2)
     print(text)
