@@ -112,3 +112,19 @@ def test_fuzzer_runs_clean_for_a_bounded_time(harness: str, tmp_path: Path) -> N
     done = re.search(r"Done (\d+) runs", result.stderr)
     assert done and int(done.group(1)) > 100, result.stderr[-2000:]
     assert not list(tmp_path.glob("crash-*"))
+
+
+@pytest.mark.parametrize("header", [
+    b"X-Forwarded-For: 1.2.3.4:\xb2",
+    b"X-Forwarded-For: [::1]:\xb9",
+    b"Forwarded: for=\"[::1]:\xb3\"",
+    b"Forwarded: for=1.2.3.4:\xb2\xb2",
+])
+def test_proxy_port_with_a_latin1_digit_is_not_a_crash(serve: Any, errors: Errors, header: bytes) -> None:
+    """Finding F4: "²" (0xB2 read as latin-1) passes str.isdigit() but not
+    int(), so a trusted proxy's header with such a "port" raised out of
+    data_received. Now the port is 0, as for any unparsable port."""
+    srv = serve(app, lifespan="off", logging_access_log=False)
+    data = exchange(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + header + b"\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 "), data[:100]
+    assert errors.records == []
