@@ -29,7 +29,6 @@ from pounce.plugins.supervisor.workers import (
     RETIRE,
     ChildSpec,
     close_quietly,
-    quiesce,
 )
 
 logger = logging.getLogger("pounce.supervisor")
@@ -171,8 +170,6 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
         handle = [loop.call_later(spec.heartbeat, beat)]
         try:
             await worker.wait_stopped()
-            if holder["signals"] < 2:
-                await quiesce(worker, min(1.0, config.http.timeout_request_header))
             await worker.drain(config.timeout_graceful_shutdown)
         finally:
             handle[0].cancel()

@@ -196,8 +196,6 @@ class ThreadWorker(WorkerHandle):
             beat = loop.call_later(self.heartbeat, self._beat, loop, worker)
             try:
                 await worker.wait_stopped()
-                if not (self._stop_request or self.abandoned):
-                    await quiesce(worker, min(1.0, config.http.timeout_request_header))
                 await worker.drain(config.timeout_graceful_shutdown)
             finally:
                 beat.cancel()
@@ -373,44 +371,6 @@ class ProcessWorker(WorkerHandle):
 
     def close(self) -> None:
         self._close_status()
-
-
-async def quiesce(worker: Any, limit: float) -> None:
-    """Stop accepting, then give connections accepted just before that a
-    moment to deliver their first request.
-
-    The core's drain treats every connection without a request in progress
-    as idle: it closes it, and a request arriving during the drain gets 503.
-    A client that connected just before the drain — its connection accepted,
-    its request still on the way — would lose that request. Waiting until
-    every such fresh connection has a request in progress (or ``limit``
-    passes) keeps the promise that an accepted request is served. Idle
-    keep-alive connections (which have served a request) are not waited for.
-    """
-    loop = asyncio.get_running_loop()
-    if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
-        # asyncio's Server.close() drops connections it has accept()ed but not
-        # yet wrapped in a transport (that happens in a task one loop turn
-        # later). Stop accepting first, let those tasks run, then close.
-        for sock in worker.sockets:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(sock.fileno())
-        for _ in range(3):
-            await asyncio.sleep(0)
-    for server in getattr(worker, "_servers", ()):
-        server.close()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and any(_awaiting_first_request(c) for c in worker.ctx.connections):
-        await asyncio.sleep(0.005)
-
-
-def _awaiting_first_request(conn: Any) -> bool:
-    h11_conn = getattr(conn, "conn", None)
-    return (
-        getattr(conn, "cycle", False) is None
-        and not getattr(conn, "closed", True)
-        and getattr(h11_conn, "their_http_version", "") is None
-    )
 
 
 def close_quietly(sockets: list[socket.socket]) -> None:
