@@ -16,7 +16,11 @@ from typing import Any
 from pounce.core.errors import BindError
 
 
-def bind_tcp(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+def bind_tcp(
+    host: str, port: int, backlog: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """Bind a TCP socket; ``listen=False`` only reserves the address (with
+    ``reuse_port``, for listeners that workers bind to the same address)."""
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -32,7 +36,8 @@ def bind_tcp(host: str, port: int, backlog: int, *, reuse_port: bool = False) ->
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror

@@ -16,13 +16,10 @@ accepts. Each worker then binds its own listener to the same address.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import socket
 from typing import Any
 
-from pounce.core.errors import BindError
-from pounce.core.sockets import bind_tcp, format_host
+from pounce.core.sockets import bind_tcp
 
 
 def wanted(config: Any) -> bool:
@@ -39,24 +36,7 @@ def wanted(config: Any) -> bool:
 
 def hold_port(host: str, port: int) -> socket.socket:
     """Bind (without listening) with SO_REUSEPORT, to reserve the address."""
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise BindError(f"could not bind {host}:{port}: {exc.strerror}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6 and host in ("::", ""):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise BindError(f"could not bind {format_host(host)}:{port}: {reason}") from None
-    return sock
+    return bind_tcp(host, port, 0, reuse_port=True, listen=False)
 
 
 def worker_listeners(held: list[socket.socket], backlog: int) -> list[socket.socket]:
