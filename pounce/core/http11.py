@@ -30,6 +30,15 @@ from urllib.parse import unquote
 
 import h11
 
+from pounce.core.h1fast import (
+    CHUNKED,
+    CONTENT_LENGTH,
+    LAST_CHUNK,
+    RequestHead,
+    chunk,
+    parse_request_head,
+    render_response_head,
+)
 from pounce.core.worker import WorkerContext, set_nodelay
 
 logger = logging.getLogger("pounce.worker")
@@ -44,6 +53,10 @@ _REASONS = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _NO_BODY_STATUS = frozenset({204, 304})
 _TRAILERS_EXTENSION: dict[str, Any] = {}
+
+# The fast path (see HttpProtocol._try_fast). Read once per connection; a
+# module switch so that tests can compare it with the h11 path on one server.
+FAST_PATH = True
 
 
 class ClientDisconnected(OSError):
@@ -184,6 +197,14 @@ class HttpProtocol(asyncio.Protocol):
         self.max_body: int = ctx.config.http.max_request_body_size
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # The fast path: True while a request that bypassed h11 owns the
+        # connection (from its head until the next request may start); the
+        # body bytes it still expects; bytes held back behind it (pipelined
+        # requests), replayed when it is done, as h11 holds them (PAUSED).
+        self.fast_enabled = FAST_PATH
+        self.fast_active = False
+        self.fast_left = 0
+        self.held = b""
 
     # -- asyncio callbacks -------------------------------------------------
 
@@ -226,6 +247,11 @@ class HttpProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.fast_active:
+            self._fast_data(data)
+            return
+        if self.cycle is None and self.drain_left < 0 and self.fast_enabled and self._try_fast(data):
+            return
         if not self.reading_head and self.cycle is None and self.drain_left < 0:
             # First bytes of a new request on an idle keep-alive connection:
             # the keep-alive timer gives way to the header timer, once.
@@ -235,6 +261,12 @@ class HttpProtocol(asyncio.Protocol):
         self._handle_events()
 
     def eof_received(self) -> bool | None:
+        if self.fast_active:
+            if self.fast_left:
+                # As h11 says when a body is cut short.
+                self._reject(400, "peer closed connection without sending complete message body")
+            # Otherwise the transport closes itself (None), as on the h11 path.
+            return None
         self.conn.receive_data(b"")
         self._handle_events()
         return None
@@ -251,7 +283,110 @@ class HttpProtocol(asyncio.Protocol):
             self.next_waits_for_writer = False
             if not self.closed and self.cycle is None:
                 self._resume_reading()
-                self._handle_events()
+                held = self.held
+                if held:
+                    self.held = b""
+                    self.data_received(held)
+                else:
+                    self._handle_events()
+
+    # -- the fast path ----------------------------------------------------------
+    #
+    # A request whose head arrives whole in one read and that
+    # :func:`pounce.core.h1fast.parse_request_head` accepts (a subset of what
+    # h11 accepts, parsed identically: tests/test_h1fast_differential.py)
+    # skips h11 when nothing about it needs h11 or pounce's slower checks:
+    # Content-Length framing or no body (chunked bodies go to h11), within
+    # ``max_request_body_size``, no ``TE`` (trailers), no Upgrade or Expect
+    # (h1fast hands those over), not over ``limit_concurrency``, not
+    # shutting down, h11 idle with nothing buffered. Its response head comes
+    # from :func:`pounce.core.h1fast.render_response_head`, byte-identical to
+    # h11's. h11 stays IDLE meanwhile, so both paths mix on one connection:
+    # bytes behind a fast request are held and replayed when it is done.
+
+    def _try_fast(self, data: bytes) -> bool:
+        ctx = self.ctx
+        conn = self.conn
+        if self.over_limit or ctx.shutting_down or conn.their_state is not h11.IDLE or conn.trailing_data[0]:
+            return False
+        head = parse_request_head(data, ctx.max_incomplete_event_size)
+        if head is None or head.framing != CONTENT_LENGTH:
+            return False
+        left = head.content_length
+        if self.max_body and left > self.max_body:
+            return False  # h11 path: 413
+        for name, _ in head.headers:
+            if name == b"te":
+                return False
+        self._cancel_timer()
+        self.reading_head = False
+        cycle = RequestCycle(self, self.build_scope(head, "http"), head, fast=True)
+        self.fast_active = True
+        self.fast_left = left
+        if not left:
+            cycle.body_complete = True
+        self.cycle = cycle
+        cycle.task = self.loop.create_task(cycle.run(ctx.app))
+        if head.consumed < len(data):
+            self._fast_data(data[head.consumed:])
+        return True
+
+    def _fast_data(self, data: bytes) -> None:
+        """Bytes while a fast request owns the connection: its body, or held."""
+        left = self.fast_left
+        if left:
+            if len(data) <= left:
+                piece, data = data, b""
+            else:
+                piece, data = data[:left], data[left:]
+            self.fast_left = left = left - len(piece)
+            cycle = self.cycle
+            if cycle is not None:
+                pause = cycle.feed(piece)
+                if not left:
+                    cycle.feed_end()
+                elif pause:
+                    self._pause_reading()
+            elif not left:
+                # The unread rest of the body, drained after the response.
+                if data:
+                    self.held += data
+                self._fast_next()
+                return
+        if data:
+            self.held += data
+            self._pause_reading()
+
+    def _fast_done(self, cycle: RequestCycle) -> None:
+        """A fast request's response is done: as :meth:`cycle_done` does."""
+        if not (self.keep_alive and cycle.alive and cycle.response_complete) or self.ctx.shutting_down:
+            self._close()
+            return
+        left = self.fast_left
+        if left:
+            if left > DRAIN_LIMIT:
+                self._close()
+                return
+            self._set_timer(self.ctx.header_timeout or self.ctx.keep_alive_timeout, self._close)
+            self._resume_reading()
+            return
+        self._fast_next()
+
+    def _fast_next(self) -> None:
+        self.fast_active = False
+        # As _next_cycle: keep-alive 0 closes when idle; no pipelined request
+        # is taken while the client does not read its responses.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(self.ctx.keep_alive_timeout, self._close)
+        if self.write_paused:
+            self.next_waits_for_writer = True
+            return
+        self._resume_reading()
+        held = self.held
+        if held:
+            self.held = b""
+            self.data_received(held)
 
     # -- event handling ------------------------------------------------------
 
@@ -423,6 +558,9 @@ class HttpProtocol(asyncio.Protocol):
         self.ctx.count_request()
         if self.closed:
             return
+        if cycle.fast:
+            self._fast_done(cycle)
+            return
         conn = self.conn
         if not self.keep_alive or self.ctx.shutting_down or conn.our_state is not h11.DONE:
             self._close()
@@ -558,8 +696,17 @@ class HttpProtocol(asyncio.Protocol):
 class RequestCycle:
     """One ASGI ``http`` request: the app's ``receive`` and ``send``."""
 
-    def __init__(self, protocol: HttpProtocol, scope: dict[str, Any], request: h11.Request) -> None:
+    def __init__(self, protocol: HttpProtocol, scope: dict[str, Any], request: h11.Request | RequestHead,
+                 fast: bool = False) -> None:
         self.protocol = protocol
+        # On the fast path the request head is kept to render the response
+        # head without h11; framing, remaining and alive are what that
+        # rendering decided (h11 tracks the same on the other path).
+        self.fast = fast
+        self.request = request
+        self.framing = CONTENT_LENGTH
+        self.remaining = 0
+        self.alive = False
         self.scope = scope
         self.task: asyncio.Task[None] | None = None
         self.started_at = time.perf_counter()
@@ -704,6 +851,11 @@ class RequestCycle:
                 return  # the spec: messages after the response are ignored
             body = message.get("body", b"")
             more = message.get("more_body", False)
+            if self.fast:
+                protocol.write(self._fast_body(body, more))
+                if more and protocol.write_paused:
+                    await protocol.drain()
+                return
             conn = protocol.conn
             out = []
             if not self.headers_sent:
@@ -752,6 +904,15 @@ class RequestCycle:
                 return
             # Trailers go out only in a chunked body to a client that asked for
             # them (TE: trailers); otherwise they are dropped, as the spec allows.
+            if self.fast:
+                # The fast path never accepts trailers (TE goes to h11): end the body.
+                if self.framing == CONTENT_LENGTH and self.remaining:
+                    raise h11.LocalProtocolError("Too little data for declared Content-Length")
+                if self.framing == CHUNKED:
+                    protocol.write(LAST_CHUNK)
+                self.response_complete = True
+                self._wake()
+                return
             trailers = self.trailers if self.chunked else []
             protocol.write(protocol.conn.send(h11.EndOfMessage(headers=trailers)))  # type: ignore[arg-type]
             self.response_complete = True
@@ -759,8 +920,65 @@ class RequestCycle:
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} on an http connection")
 
+    def _fast_body(self, body: bytes, more: bool) -> bytes:
+        """What h11 would write for this body message, written without h11.
+
+        Raises where h11 would (so the app sees the same errors), before any
+        state changes, as h11 does.
+        """
+        out: list[bytes] = []
+        framing = self.framing
+        remaining = self.remaining
+        status = self.status
+        if not self.headers_sent:
+            request: Any = self.request
+            try:
+                head = render_response_head(
+                    status, self._final_headers(body, more), reason=_reason(status),
+                    request_method=request.method, request_version=request.http_version,
+                    keep_alive=request.keep_alive)
+            except ValueError as exc:
+                raise h11.LocalProtocolError(str(exc)) from None
+            out.append(head.data)
+            framing = head.framing
+            remaining = head.content_length
+            self.alive = head.keep_alive
+        sent = 0
+        if body and not self.head and status not in _NO_BODY_STATUS:
+            sent = len(body)
+            if framing == CONTENT_LENGTH:
+                remaining -= sent
+                if remaining < 0:
+                    raise h11.LocalProtocolError("Too much data for declared Content-Length")
+                out.append(body)
+            elif framing == CHUNKED:
+                out.append(chunk(body))
+            else:
+                out.append(body)  # HTTP/1.0 framing: the body ends when the connection does
+        if not more and not self.trailers_expected:
+            if framing == CONTENT_LENGTH and remaining:
+                raise h11.LocalProtocolError("Too little data for declared Content-Length")
+            if framing == CHUNKED:
+                out.append(LAST_CHUNK)
+        self.framing = framing
+        self.remaining = remaining
+        self.headers_sent = True
+        self.bytes_sent += sent
+        if not more:
+            if self.trailers_expected:
+                self.body_complete_out = True
+            else:
+                self.response_complete = True
+                self._wake()
+        return out[0] if len(out) == 1 else b"".join(out)
+
     def _response(self, body: bytes, more: bool) -> h11.Response:
-        """The response head: default headers, the app's, and the framing."""
+        """The response head for h11."""
+        return h11.Response(status_code=self.status, headers=self._final_headers(body, more),
+                            reason=_reason(self.status))
+
+    def _final_headers(self, body: bytes, more: bool) -> list[tuple[bytes, bytes]]:
+        """The response headers: default headers, the app's, and the framing."""
         headers = self.response_headers
         has_length = has_server = has_date = has_coding = False
         for name, _ in headers:
@@ -791,4 +1009,4 @@ class RequestCycle:
             final.append((b"content-length", b"%d" % len(body)))
         if not self.protocol.keep_alive:
             final.append((b"connection", b"close"))
-        return h11.Response(status_code=status, headers=final, reason=_reason(status))
+        return final
