@@ -128,3 +128,17 @@ def test_proxy_port_with_a_latin1_digit_is_not_a_crash(serve: Any, errors: Error
     data = exchange(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + header + b"\r\nConnection: close\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 "), data[:100]
     assert errors.records == []
+
+
+def test_upgrade_with_non_ascii_cookie_is_accepted(serve: Any, errors: Errors) -> None:
+    """The F1 fix must stay narrow: obs-text is legal in field values (a
+    cookie may carry UTF-8), so only the headers wsproto splits as ASCII are
+    refused for it."""
+    srv = serve(app, lifespan="off", logging_access_log=False)
+    request = (b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"Cookie: name=caf\xc3\xa9\r\nUser-Agent: t\xe9st\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(request)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
+    assert errors.records == []
