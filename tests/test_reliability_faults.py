@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -290,8 +291,10 @@ def test_full_accept_backlog_loses_no_connection(pounce_process: Any) -> None:
             t.start()
         time.sleep(1.5)
         assert results == []  # nobody answered while frozen
-        queued = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
-                                timeout=10).stdout.split()
+        queued: list[str] = []
+        if shutil.which("ss"):  # iproute2: shows the accept queue (Recv-Q)
+            queued = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                                    timeout=10).stdout.split()
     finally:
         srv.signal(signal.SIGCONT)
     for t in threads:
@@ -380,9 +383,21 @@ def test_file_descriptor_exhaustion_sheds_and_recovers(tmp_path: Path) -> None:
 # -- graceful shutdown under load ----------------------------------------------------------
 
 
-def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounce_process: Any) -> None:
+MODES = {
+    "single": (),
+    "process-workers": ("--workers", "2", "--worker-mode", "process"),
+    "thread-workers": ("--workers", "2", "--worker-mode", "thread"),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounce_process: Any, mode: str) -> None:
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log",
-                         "--timeout-keep-alive", "60")
+                         "--timeout-keep-alive", "60", *MODES[mode])
+    if mode != "single":
+        deadline = time.monotonic() + 20
+        while "serving with 2" not in srv.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
     port = int(srv.url.rsplit(":", 1)[1])
     idle = connect(port)
     idle.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -437,9 +452,14 @@ def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounc
     assert "Traceback" not in srv.output()
 
 
-def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any) -> None:
+@pytest.mark.parametrize("mode", list(MODES))
+def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any, mode: str) -> None:
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log",
-                         "--timeout-graceful-shutdown", "1")
+                         "--timeout-graceful-shutdown", "1", *MODES[mode])
+    if mode != "single":
+        deadline = time.monotonic() + 20
+        while "serving with 2" not in srv.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
     port = int(srv.url.rsplit(":", 1)[1])
     hung = [connect(port, timeout=10) for _ in range(3)]
     for sock in hung:
@@ -454,3 +474,70 @@ def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any) ->
         data, closed = read_until_closed(sock, timeout=2)
         sock.close()
         assert closed
+
+
+# -- an app that never answers ---------------------------------------------------------------
+
+
+def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, errors: Errors) -> None:
+    """``[http] timeout_request``: no head out yet → 504 and close; head out
+    but response unfinished → close (no final chunk); either way the app's
+    task is cancelled. A request answered in time is untouched, and an idle
+    keep-alive connection outliving the timeout is not hit by it."""
+    cancelled: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        import asyncio
+
+        path = scope["path"]
+        try:
+            if path == "/partial":
+                await send(START)
+                await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            if path in ("/hang", "/partial"):
+                await asyncio.Event().wait()
+            await send(START)
+            await send({"type": "http.response.body", "body": b"ok"})
+        except asyncio.CancelledError:
+            cancelled.append(path)
+            raise
+
+    srv = serve(app, lifespan="off", logging_access_log=False, http_timeout_request=0.5)
+    started = time.monotonic()
+    sock = connect(srv.port)
+    sock.sendall(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
+    data, closed = read_until_closed(sock)
+    sock.close()
+    took = time.monotonic() - started
+    assert data.startswith(b"HTTP/1.1 504 ") and b"connection: close" in data.lower() and closed
+    assert 0.4 < took < 3.0, took
+
+    sock = connect(srv.port)
+    sock.sendall(b"GET /partial HTTP/1.1\r\nHost: a\r\n\r\n")
+    data, closed = read_until_closed(sock)
+    sock.close()
+    assert closed and data.startswith(b"HTTP/1.1 200 ") and b"partial" in data
+    assert not data.endswith(b"0\r\n\r\n") and b"504" not in data
+
+    sock = connect(srv.port)
+    sock.sendall(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    time.sleep(0.8)  # idle longer than timeout_request: the connection stays usable
+    sock.sendall(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    sock.close()
+    deadline = time.monotonic() + 3
+    while len(cancelled) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(cancelled) == ["/hang", "/partial"]
+    assert errors.records == []  # a timeout is a warning, not an error
+
+
+def test_timeout_request_flag(pounce_process: Any) -> None:
+    srv = pounce_process("reliabilityapps:app", "--port", "0", "--timeout-request", "0.5")
+    response = httpx.get(srv.url + "/hang", timeout=10)
+    assert response.status_code == 504 and response.headers["connection"] == "close"
+    assert httpx.get(srv.url + "/hello").text == "ok"
+    assert "timed out" in srv.output()
