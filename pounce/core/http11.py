@@ -202,6 +202,9 @@ class HttpProtocol(asyncio.Protocol):
         # body bytes it still expects; bytes held back behind it (pipelined
         # requests), replayed when it is done, as h11 holds them (PAUSED).
         self.fast_enabled = FAST_PATH
+        # The client's last request (Connection: close, HTTP/1.0) is read:
+        # whatever follows it is ignored.
+        self.last_request_read = False
         self.fast_active = False
         self.fast_left = 0
         self.held = b""
@@ -396,6 +399,13 @@ class HttpProtocol(asyncio.Protocol):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if self.last_request_read:
+                    # Bytes after a request that said Connection: close (or
+                    # HTTP/1.0): RFC 9112 9.6 says answer that request and
+                    # process nothing further, not 400 it. Stop reading; the
+                    # connection closes after the response (as on the fast path).
+                    self._pause_reading()
+                    return
                 self._reject(exc.error_status_hint, str(exc))
                 return
             if event is h11.NEED_DATA:
@@ -420,6 +430,8 @@ class HttpProtocol(asyncio.Protocol):
             elif kind is h11.EndOfMessage:
                 if self.cycle is not None:
                     self.cycle.feed_end()
+                    if conn.their_state is h11.MUST_CLOSE:
+                        self.last_request_read = True
                 elif self.drain_left >= 0:
                     self.drain_left = -1
                     self._next_cycle()
