@@ -103,9 +103,6 @@ def server_specs() -> dict[str, ServerSpec]:
     return {
         "pounce": ServerSpec("pounce", "pounce (asyncio)", _pounce_args("asyncio")),
         "pounce-uvloop": ServerSpec("pounce-uvloop", "pounce (uvloop)", _pounce_args("uvloop")),
-        # Not a release: pounce with the h1fast fast path wired in by fastpath_proto.py.
-        "pounce-fastpath": ServerSpec("pounce-fastpath", "pounce + h1fast prototype",
-                                      (str(BENCH_DIR / "fastpath_proto.py"), *_pounce_args("asyncio")[2:])),
         "uvicorn-h11": ServerSpec("uvicorn-h11", "uvicorn h11+asyncio",
                                   _uvicorn_args("h11", "asyncio", "wsproto")),
         "uvicorn-fast": ServerSpec("uvicorn-fast", "uvicorn httptools+uvloop",
@@ -1011,8 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds measured per scenario")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per scenario (0: none)")
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                        help="comma-separated, from pounce, pounce-uvloop, pounce-fastpath (prototype), "
-                             "uvicorn-h11, uvicorn-fast")
+                        help="comma-separated, from pounce, pounce-uvloop, uvicorn-h11, uvicorn-fast "
+                             "(the h1fast fast path is in plain pounce now)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--idle-conns", type=int, default=0, help="override the idle scenario's 10,000")
