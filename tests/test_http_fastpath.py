@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pounce.core import http11
+from pounce.core import h1fast, http11
 from pounce.testing import ServerThread
 
 READ_TIMEOUT = 3.0
@@ -367,3 +367,69 @@ def test_damaged_requests_same_with_and_without_fast_path(server: ServerThread, 
                                                         where: int) -> None:
     where = min(where, len(prefix))
     compare(server, [prefix[:where] + noise + prefix[where:] + _TAIL])
+
+
+# -- render_response_head's preamble (the worker's default headers, rendered once) ------
+
+_NAMES = st.sampled_from([b"server", b"date", b"x-a", b"Content-Type", b"content-length", b"host",
+                          b"connection", b"transfer-encoding", b"bad name", b"X-B"])
+_VALUES = st.sampled_from([b"pounce", b"1", b"close", b"chunked", b"a b", b" pad", b"x\r\ny", b"", b"5, 5"])
+
+
+@given(defaults=st.lists(st.tuples(_NAMES, _VALUES), max_size=4),
+       headers=st.lists(st.tuples(_NAMES, _VALUES), max_size=4),
+       status=st.sampled_from([200, 204, 304, 404]), method=st.sampled_from([b"GET", b"HEAD"]),
+       version=st.sampled_from([b"1.1", b"1.0"]), keep_alive=st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_preamble_renders_as_leading_headers(defaults: list[tuple[bytes, bytes]],
+                                             headers: list[tuple[bytes, bytes]], status: int,
+                                             method: bytes, version: bytes, keep_alive: bool) -> None:
+    """A preamble from header_preamble() gives exactly the head (and framing)
+    of passing those headers first; header_preamble() refuses what it cannot."""
+    preamble = h1fast.header_preamble(defaults)
+    if preamble is None:
+        return
+    args = {"reason": b"R", "request_method": method, "request_version": version, "keep_alive": keep_alive}
+    try:
+        whole = h1fast.render_response_head(status, defaults + headers, **args)
+    except ValueError:
+        with pytest.raises(ValueError):
+            h1fast.render_response_head(status, headers, preamble=preamble, **args)
+        return
+    split = h1fast.render_response_head(status, headers, preamble=preamble, **args)
+    assert (split.data, split.framing, split.content_length, split.keep_alive) == (
+        whole.data, whole.framing, whole.content_length, whole.keep_alive)
+
+
+def test_header_preamble_refuses_framing_headers_and_invalid_ones() -> None:
+    assert h1fast.header_preamble([(b"server", b"pounce"), (b"date", b"D")]) == b"server: pounce\r\ndate: D\r\n"
+    assert h1fast.header_preamble([]) == b""
+    for bad in [(b"Connection", b"close"), (b"content-length", b"1"), (b"host", b"a"),
+                (b"transfer-encoding", b"chunked"), (b"x", b"a\r\nb"), (b"a b", b"1"), (b"x", b" a")]:
+        assert h1fast.header_preamble([(b"server", b"pounce"), bad]) is None
+
+
+def test_default_headers_and_app_overrides_same_on_both_paths(serve: Any) -> None:
+    """--header extras, an app that sets Server or Date itself: same bytes."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"text/plain")]
+        if scope["path"] == "/server":
+            headers.append((b"Server", b"mine"))
+        elif scope["path"] == "/date":
+            headers.append((b"date", b"Thu, 01 Jan 1970 00:00:00 GMT"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    for extra in ([], ["X-Extra: 1", "x-other:two"], ["Connection: close"]):
+        srv = serve(app, lifespan="off", logging_access_log=False, headers=extra)
+        for path in ("/", "/server", "/date"):
+            request = req("GET", path) + _TAIL
+            fast = compare(srv, [request])
+            assert fast.startswith(b"HTTP/1.1 200 OK\r\n")
+            first = fast.split(b"\r\n\r\n")[0] + b"\r\n"
+            if path == "/server":
+                assert b"\r\nserver: mine\r\n" in first and b"server: pounce" not in first
+            if extra and extra[0] == "X-Extra: 1":
+                assert b"\r\nx-extra: 1\r\nx-other: two\r\n" in first

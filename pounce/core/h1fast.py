@@ -243,6 +243,7 @@ def render_response_head(
     request_method: bytes,
     request_version: bytes,
     keep_alive: bool,
+    preamble: bytes = b"",
 ) -> ResponseHead:
     """The response head h11 would send, and the body framing it implies.
 
@@ -252,6 +253,12 @@ def render_response_head(
     name that is not a token, a value with CR, LF, NUL or surrounding
     whitespace, conflicting Content-Length values, a Transfer-Encoding other
     than chunked. A status outside 200-999 is the caller's to refuse.
+
+    ``preamble`` is header lines rendered once for many responses (a server's
+    default headers, ``name: value\r\n`` each), written as if they came
+    first in ``headers``: the caller vouches that they are valid and that
+    none is Host, Content-Length, Transfer-Encoding or Connection, so they
+    take no part in the decisions above (:func:`header_preamble` checks).
     """
     items: list[tuple[bytes, bytes, bytes]] = []  # raw name, lowercase name, value
     seen_length: bytes | None = None
@@ -330,9 +337,29 @@ def render_response_head(
     for raw, name, value in items:
         if name == b"host":
             out.append(b"%s: %s\r\n" % (raw, value))
+    if preamble:
+        out.append(preamble)
     for raw, name, value in items:
         if name != b"host":
             out.append(b"%s: %s\r\n" % (raw, value))
     out.append(b"\r\n")
     alive = keep_alive and not need_close and b"close" not in connection_tokens
     return ResponseHead(b"".join(out), framing, length, alive)
+
+
+_NOT_IN_PREAMBLE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+
+
+def header_preamble(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """``headers`` rendered for :func:`render_response_head`'s ``preamble``,
+    or None when they cannot be one (a header h11 would refuse, or one that
+    takes part in framing or in the choice between keep-alive and close)."""
+    for raw, _ in headers:
+        if raw.lower() in _NOT_IN_PREAMBLE:
+            return None
+    try:
+        head = render_response_head(204, headers, reason=b"", request_method=b"GET",
+                                    request_version=b"1.1", keep_alive=True)
+    except ValueError:
+        return None
+    return head.data[head.data.index(b"\r\n") + 2:-2]

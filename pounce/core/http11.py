@@ -212,8 +212,9 @@ class HttpProtocol(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (No isinstance check: uvloop's transports are not asyncio.Transport
+        # subclasses, yet have its methods.)
+        self.transport = transport  # type: ignore[assignment]
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
@@ -944,11 +945,16 @@ class RequestCycle:
         status = self.status
         if not self.headers_sent:
             request: Any = self.request
+            preamble = self.protocol.ctx.default_head
+            headers = self._final_headers(body, more, preamble is None)
+            if headers is None:  # the app sets Server or Date itself
+                preamble = None
+                headers = self._final_headers(body, more, True)
             try:
                 head = render_response_head(
-                    status, self._final_headers(body, more), reason=_reason(status),
+                    status, headers, reason=_reason(status),  # type: ignore[arg-type]
                     request_method=request.method, request_version=request.http_version,
-                    keep_alive=request.keep_alive)
+                    keep_alive=request.keep_alive, preamble=preamble or b"")
             except ValueError as exc:
                 raise h11.LocalProtocolError(str(exc)) from None
             out.append(head.data)
@@ -986,11 +992,16 @@ class RequestCycle:
 
     def _response(self, body: bytes, more: bool) -> h11.Response:
         """The response head for h11."""
-        return h11.Response(status_code=self.status, headers=self._final_headers(body, more),
+        return h11.Response(status_code=self.status, headers=self._final_headers(body, more, True),  # type: ignore[arg-type]
                             reason=_reason(self.status))
 
-    def _final_headers(self, body: bytes, more: bool) -> list[tuple[bytes, bytes]]:
-        """The response headers: default headers, the app's, and the framing."""
+    def _final_headers(self, body: bytes, more: bool, defaults: bool) -> list[tuple[bytes, bytes]] | None:
+        """The response headers: default headers, the app's, and the framing.
+
+        Without ``defaults`` (the fast path, which writes the worker's
+        pre-rendered default headers instead) the default headers are left
+        out, or None comes back when the app overrides one of them.
+        """
         headers = self.response_headers
         has_length = has_server = has_date = has_coding = False
         for name, _ in headers:
@@ -1003,10 +1014,13 @@ class RequestCycle:
             elif name == b"date":
                 has_date = True
         final: list[tuple[bytes, bytes]] = []
-        for name, value in self.protocol.ctx.default_headers:
-            if (name == b"server" and has_server) or (name == b"date" and has_date):
-                continue
-            final.append((name, value))
+        if defaults:
+            for name, value in self.protocol.ctx.default_headers:
+                if (name == b"server" and has_server) or (name == b"date" and has_date):
+                    continue
+                final.append((name, value))
+        elif has_server or has_date:
+            return None
         if has_coding:
             # The spec: servers handle Transfer-Encoding themselves.
             final.extend(h for h in headers if h[0] != b"transfer-encoding")

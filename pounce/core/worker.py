@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pounce.core.h1fast import header_preamble
 from pounce.core.proxy import ProxyTrust
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ class WorkerContext:
         self.date_header = config.date_header
         self._extra_headers = extra
         self.default_headers: list[tuple[bytes, bytes]] = []
+        # The same, rendered once a second for the HTTP fast path; None
+        # when they cannot be (see h1fast.header_preamble).
+        self.default_head: bytes | None = None
         self.date_value = b""
         self.update_date()
 
@@ -94,6 +98,7 @@ class WorkerContext:
             headers.append((b"date", self.date_value))
         headers.extend(self._extra_headers)
         self.default_headers = headers
+        self.default_head = header_preamble(headers)
 
     def count_request(self) -> None:
         self.requests_served += 1
