@@ -433,3 +433,33 @@ def test_default_headers_and_app_overrides_same_on_both_paths(serve: Any) -> Non
                 assert b"\r\nserver: mine\r\n" in first and b"server: pounce" not in first
             if extra and extra[0] == "X-Extra: 1":
                 assert b"\r\nx-extra: 1\r\nx-other: two\r\n" in first
+
+
+def half_close_exchange(srv: ServerThread, data: bytes, *, fast: bool) -> bytes:
+    """Send ``data``, then FIN, and read what comes back until close."""
+    http11.FAST_PATH = fast
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=READ_TIMEOUT) as sock:
+            sock.sendall(data)
+            time.sleep(0.05)
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except (ConnectionResetError, TimeoutError):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+    finally:
+        http11.FAST_PATH = True
+
+
+def test_body_cut_short_by_eof_is_400_on_both_paths(server: ServerThread) -> None:
+    data = req("POST", "/", ["Content-Length: 100"], b"x" * 10)
+    fast = half_close_exchange(server, data, fast=True)
+    slow = half_close_exchange(server, data, fast=False)
+    assert fast.startswith(b"HTTP/1.1 400 ")
+    assert normalize(fast) == normalize(slow)
