@@ -463,3 +463,34 @@ def test_body_cut_short_by_eof_is_400_on_both_paths(server: ServerThread) -> Non
     slow = half_close_exchange(server, data, fast=False)
     assert fast.startswith(b"HTTP/1.1 400 ")
     assert normalize(fast) == normalize(slow)
+
+
+def test_websocket_upgrade_after_fast_path_requests_on_one_connection(serve: Any) -> None:
+    """h11 has seen nothing of the fast-path requests before it: the upgrade still works."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "hi"})
+            await send({"type": "websocket.close", "code": 1000})
+        elif scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    srv = serve(app, lifespan="off", logging_access_log=False)
+    upgrade = req("GET", "/ws", ["Upgrade: websocket", "Connection: Upgrade",
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"])
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=READ_TIMEOUT) as sock:
+        for _ in range(2):
+            sock.sendall(req("GET", "/"))
+            assert sock.recv(65536).endswith(b"\r\n\r\nok")
+        sock.sendall(upgrade)
+        data = b""
+        deadline = time.monotonic() + READ_TIMEOUT
+        while b"hi" not in data and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert b"\x81\x02hi" in data  # the text frame "hi"
