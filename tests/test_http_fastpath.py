@@ -487,10 +487,27 @@ def test_websocket_upgrade_after_fast_path_requests_on_one_connection(serve: Any
         sock.sendall(upgrade)
         data = b""
         deadline = time.monotonic() + READ_TIMEOUT
-        while b"hi" not in data and time.monotonic() < deadline:
+        while b"\x81\x02hi" not in data and time.monotonic() < deadline:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
     assert data.startswith(b"HTTP/1.1 101 ")
     assert b"\x81\x02hi" in data  # the text frame "hi"
+
+
+def test_keep_alive_timer_counts_from_the_last_response(serve: Any) -> None:
+    """The fast path arms its keep-alive timer once per idle stretch: a
+    connection busy for longer than the timeout stays open while it is
+    busy, and closes one timeout after its last response, not earlier."""
+    srv = serve(echo_app, lifespan="off", logging_access_log=False, timeout_keep_alive=0.4)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=READ_TIMEOUT) as sock:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:  # 2.5 timeouts of requests 0.1 s apart
+            sock.sendall(req("GET", "/"))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.1)
+        last = time.monotonic()
+        assert sock.recv(65536) == b""  # closed by the timer
+        idle = time.monotonic() - last
+    assert 0.25 <= idle < 1.5, idle

@@ -197,6 +197,10 @@ class HttpProtocol(asyncio.Protocol):
         self.max_body: int = ctx.config.http.max_request_body_size
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # The fast path's keep-alive timer when it is the one in _timer, and
+        # the loop time at which the connection, idle, closes (see _on_idle).
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.idle_deadline = 0.0
         # The fast path: True while a request that bypassed h11 owns the
         # connection (from its head until the next request may start); the
         # body bytes it still expects; bytes held back behind it (pipelined
@@ -322,7 +326,8 @@ class HttpProtocol(asyncio.Protocol):
         for name, _ in head.headers:
             if name == b"te":
                 return False
-        self._cancel_timer()
+        if self._timer is not self._idle_timer:
+            self._cancel_timer()  # (the fast path's keep-alive timer stays: see _on_idle)
         self.reading_head = False
         cycle = RequestCycle(self, self.build_scope(head, "http"), head, fast=True)
         self.fast_active = True
@@ -380,9 +385,13 @@ class HttpProtocol(asyncio.Protocol):
         self.fast_active = False
         # As _next_cycle: keep-alive 0 closes when idle; no pipelined request
         # is taken while the client does not read its responses.
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(self.ctx.keep_alive_timeout, self._close)
+        loop = self.loop
+        self.idle_deadline = loop.time() + self.ctx.keep_alive_timeout
+        timer = self._timer
+        if timer is None or timer is not self._idle_timer:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._idle_timer = loop.call_at(self.idle_deadline, self._on_idle)
         if self.write_paused:
             self.next_waits_for_writer = True
             return
@@ -391,6 +400,23 @@ class HttpProtocol(asyncio.Protocol):
         if held:
             self.held = b""
             self.data_received(held)
+
+    def _on_idle(self) -> None:
+        """The fast path's keep-alive timer, armed once per idle stretch
+        rather than once per request (a timer and a cancel per request cost
+        more than the rest of the bookkeeping): a request that starts leaves
+        it armed, and when it fires it looks at what the connection is doing.
+        Busy: nothing (the request's end arms the next one); idle for less
+        than the timeout: armed again for the rest; else the connection closes.
+        Any other timer replaces it (the h11 path's, the drain's)."""
+        self._timer = self._idle_timer = None
+        if self.closed or self.fast_active or self.cycle is not None or self.reading_head or self.drain_left >= 0:
+            return
+        deadline = self.idle_deadline
+        if self.loop.time() < deadline:
+            self._timer = self._idle_timer = self.loop.call_at(deadline, self._on_idle)
+            return
+        self._close()
 
     # -- event handling ------------------------------------------------------
 
