@@ -639,8 +639,12 @@ class HttpProtocol(asyncio.Protocol):
     # -- writing -------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
-            self.transport.write(data)  # type: ignore[union-attr]
+        transport = self.transport
+        # is_closing(): a failed send closes the transport at once but tells
+        # us (connection_lost) only on the next loop iteration; writing into
+        # it meanwhile makes asyncio log a warning per write.
+        if not self.closed and not transport.is_closing():  # type: ignore[union-attr]
+            transport.write(data)  # type: ignore[union-attr]
 
     async def drain(self) -> None:
         if self.write_paused and not self.closed:
@@ -771,6 +775,7 @@ class RequestCycle:
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.bytes_sent = 0
         self._waiter: asyncio.Future[None] | None = None
+        self.timeout_handle: asyncio.TimerHandle | None = None
 
     # -- feeding from the protocol ---------------------------------------------
 
@@ -804,6 +809,8 @@ class RequestCycle:
 
     async def run(self, app: Any) -> None:
         protocol = self.protocol
+        if protocol.ctx.request_timeout:  # armed here: both the fast and the h11 path
+            self.timeout_handle = protocol.loop.call_later(protocol.ctx.request_timeout, self.on_timeout)
         try:
             if not self.disconnected:
                 # (A request refused while it was still being read, in the same
@@ -832,8 +839,31 @@ class RequestCycle:
                 # cannot be completed, so the connection cannot be reused.
                 protocol._close()
         finally:
+            if self.timeout_handle is not None:
+                self.timeout_handle.cancel()
             self._report()
             protocol.cycle_done(self)
+
+    def on_timeout(self) -> None:
+        """``timeout_request`` ran out: 504 when no response has started, else
+        close the connection (a started response cannot be completed
+        honestly); cancel the app either way."""
+        self.timeout_handle = None
+        if self.response_complete:
+            return
+        protocol = self.protocol
+        logger.warning("request timed out after %.1f s (timeout_request): %s %s",
+                       protocol.ctx.request_timeout, self.scope.get("method"), self.scope.get("path"))
+        if not self.headers_sent and not protocol.closed:
+            self.status = 504
+            protocol.keep_alive = False
+            protocol.write(error_response(protocol.ctx, 504))
+            self.response_started = self.headers_sent = self.response_complete = True
+        else:
+            protocol._close()
+        self.disconnected = True
+        if self.task is not None:
+            self.task.cancel()
 
     def _report(self) -> None:
         observers = self.protocol.ctx.observers
@@ -880,9 +910,9 @@ class RequestCycle:
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if self.disconnected:
-            raise ClientDisconnected("the client has disconnected")
         protocol = self.protocol
+        if self.disconnected or (protocol.transport.is_closing() and not self.response_complete):  # type: ignore[union-attr]
+            raise ClientDisconnected("the client has disconnected")
         if kind == "http.response.body":
             if not self.response_started:
                 raise RuntimeError("http.response.body sent before http.response.start")

@@ -249,7 +249,9 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- session plumbing ------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if data and not self.transport_closed:
+        # is_closing(): see HttpProtocol.write (no writes into a transport
+        # that a failed send has already closed).
+        if data and not self.transport_closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def _after_session(self, session: WebSocketSession, messages: list[dict[str, Any]]) -> None:

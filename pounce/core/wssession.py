@@ -58,6 +58,10 @@ class Handshake:
     extension_offers: list[str] = field(default_factory=list)
 
 
+_ASCII_ONLY = frozenset({b"connection", b"sec-websocket-key", b"sec-websocket-version",
+                         b"sec-websocket-protocol", b"sec-websocket-extensions"})
+
+
 def parse_handshake(request: h11.Request) -> Handshake:
     """Validate an ``Upgrade: websocket`` request per RFC 6455 section 4.2.1.
 
@@ -75,9 +79,9 @@ def parse_handshake(request: h11.Request) -> Handshake:
     subprotocols: list[str] = []
     offers: list[str] = []
     for name, value in request.headers:
-        if not value.isascii():
-            # HTTP allows obs-text in values; none of these headers can use it,
-            # and wsproto's comma splitter would raise on it.
+        if name in _ASCII_ONLY and not value.isascii():
+            # HTTP allows obs-text in values (a cookie may carry it); these
+            # headers cannot, and wsproto's comma splitter would raise on it.
             raise HandshakeError(400, "non-ASCII WebSocket handshake header")
         if name == b"sec-websocket-key":
             if key is not None:
