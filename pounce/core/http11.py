@@ -43,6 +43,10 @@ from pounce.core.worker import WorkerContext, set_nodelay
 
 logger = logging.getLogger("pounce.worker")
 
+# How long a closed connection keeps reading (and dropping) client bytes
+# after its FIN, so that unread input does not turn the close into a reset.
+LINGER = 1.0
+
 # Stop reading from the socket while this much request body waits for the app.
 BODY_HIGH_WATER = 65536
 # After a response, at most this much unread request body is read and thrown
@@ -209,6 +213,8 @@ class HttpProtocol(asyncio.Protocol):
         # The client's last request (Connection: close, HTTP/1.0) is read:
         # whatever follows it is ignored.
         self.last_request_read = False
+        self.discard_input = False
+        self.eof_seen = False
         self.fast_active = False
         self.fast_left = 0
         self.held = b""
@@ -255,6 +261,8 @@ class HttpProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.discard_input:
+            return
         if self.fast_active:
             self._fast_data(data)
             return
@@ -269,6 +277,11 @@ class HttpProtocol(asyncio.Protocol):
         self._handle_events()
 
     def eof_received(self) -> bool | None:
+        self.eof_seen = True
+        if self.discard_input:
+            # Closed and lingering: the client is done too. Or bytes after a
+            # last request are being dropped: keep writing its response.
+            return None if self.closed else True
         if self.fast_active:
             if self.fast_left:
                 # As h11 says when a body is cut short.
@@ -429,9 +442,11 @@ class HttpProtocol(asyncio.Protocol):
                 if self.last_request_read:
                     # Bytes after a request that said Connection: close (or
                     # HTTP/1.0): RFC 9112 9.6 says answer that request and
-                    # process nothing further, not 400 it. Stop reading; the
-                    # connection closes after the response (as on the fast path).
-                    self._pause_reading()
+                    # process nothing further, not 400 it. Keep reading and
+                    # drop them: bytes left unread in the kernel would turn
+                    # our close into a reset that destroys the response
+                    # still on its way to the client.
+                    self.discard_input = True
                     return
                 self._reject(exc.error_status_hint, str(exc))
                 return
@@ -680,11 +695,29 @@ class HttpProtocol(asyncio.Protocol):
             cycle.on_disconnect()
 
     def _close(self) -> None:
+        """Close after what was written, without losing it to a reset.
+
+        Closing a TCP socket that still has unread input makes the kernel
+        send RST, and the client then discards response bytes it has not
+        read yet. So where the transport can half-close, send FIN after the
+        response, read and drop whatever the client still sends, and close
+        when it closes its side or after ``LINGER`` seconds ("lingering
+        close"). The connection counts as open until then.
+        """
         self._cancel_timer()
-        if not self.closed and self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if not self.closed and transport is not None and not transport.is_closing():
+            if transport.can_write_eof() and not self.eof_seen:
+                self.discard_input = True
+                transport.write_eof()
+                self._resume_reading()
+                self._timer = self.loop.call_later(LINGER, transport.close)
+            else:
+                transport.close()
+                self.ctx.connections.discard(self)
+        else:
+            self.ctx.connections.discard(self)
         self.closed = True
-        self.ctx.connections.discard(self)
 
     def shutdown(self) -> None:
         """Graceful shutdown, called twice by the drain.

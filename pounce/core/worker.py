@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -150,6 +151,35 @@ def wrap_protocol(manager: PounceManager, config: ServerConfig, factory: Callabl
     return _chain(manager, "pounce_wrap_protocol", config, "factory", factory)
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Keep socket read buffers on the heap (glibc only; once per process).
+
+    asyncio reads with ``recv(256 KiB)``: each read allocates 256 KiB, over
+    glibc's default 128 KiB mmap threshold, so every read of a request body
+    costs an mmap, page faults and an munmap; the threshold's self-tuning
+    never kicks in because the buffer is shrunk before it is freed. Raising
+    the threshold (and the trim threshold with it, so the heap top is not
+    handed back after every request) measured about 1.7x on 64 KiB POSTs.
+    The cost is at most a few MiB of free heap kept per process.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or not sys.platform.startswith("linux"):
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 20)
+    mallopt(m_trim_threshold, 8 << 20)
+
+
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """TCP_NODELAY on every TCP connection, whatever made its socket."""
     sock = transport.get_extra_info("socket")
@@ -279,6 +309,7 @@ class Worker:
         """Begin accepting on every socket."""
         from pounce.core.http11 import HttpProtocol
 
+        tune_allocator()
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         ctx = self.ctx
