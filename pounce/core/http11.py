@@ -707,7 +707,7 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         transport = self.transport
         if not self.closed and transport is not None and not transport.is_closing():
-            if transport.can_write_eof() and not self.eof_seen:
+            if not self.eof_seen and _can_half_close(transport):
                 self.discard_input = True
                 transport.write_eof()
                 self._resume_reading()
@@ -767,6 +767,13 @@ class HttpProtocol(asyncio.Protocol):
         if self.read_paused and not self.closed:
             self.read_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
+
+
+def _can_half_close(transport: asyncio.BaseTransport) -> bool:
+    try:
+        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
+    except (NotImplementedError, AttributeError):  # wrapping transports
+        return False
 
 
 class RequestCycle:
