@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from rawio import read_until_closed
 
 Scope = dict[str, Any]
 
@@ -21,24 +22,6 @@ Scope = dict[str, Any]
 def connect(srv: Any, timeout: float = 5.0) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
     return sock
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
-    """Everything until the server closes (True) or ``timeout`` passes (False)."""
-    sock.settimeout(0.2)
-    data = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return data, True
-        if not chunk:
-            return data, True
-        data += chunk
-    return data, False
 
 
 def read_until(sock: socket.socket, marker: bytes, timeout: float = 5.0) -> bytes:

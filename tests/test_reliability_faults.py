@@ -25,30 +25,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import subprocess_env
+from rawio import read_until_closed
 
 Scope = dict[str, Any]
 
 
 def connect(port: int, timeout: float = 5.0) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=timeout)
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
-    """Everything until the server closes (True) or ``timeout`` passes (False)."""
-    sock.settimeout(0.2)
-    data = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return data, True
-        if not chunk:
-            return data, True
-        data += chunk
-    return data, False
 
 
 def rst_close(sock: socket.socket) -> None:
