@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -69,6 +70,31 @@ def need_command(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (make system-deps installs it)")
     return path
+
+
+class Errors(logging.Handler):
+    """ERROR records of pounce and asyncio during a test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+
+@pytest.fixture
+def errors() -> Iterator[Errors]:
+    handler = Errors()
+    loggers = [logging.getLogger(n) for n in ("pounce", "asyncio")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler
+    for logger in loggers:
+        logger.removeHandler(handler)
 
 
 PYTHON = sys.executable

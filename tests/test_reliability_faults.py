@@ -7,7 +7,6 @@ wire. docs/reliability.md lists these cases with the figures they show.
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import shutil
@@ -18,13 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import subprocess_env
+from conftest import Errors, subprocess_env
 from rawio import read_until_closed
 
 Scope = dict[str, Any]
@@ -37,31 +35,6 @@ def connect(port: int, timeout: float = 5.0) -> socket.socket:
 def rst_close(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-class Errors(logging.Handler):
-    """ERROR records of pounce and asyncio during a test."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
-
-
-@pytest.fixture
-def errors() -> Iterator[Errors]:
-    handler = Errors()
-    loggers = [logging.getLogger(n) for n in ("pounce", "asyncio")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield handler
-    for logger in loggers:
-        logger.removeHandler(handler)
 
 
 def still_serves(port: int) -> None:

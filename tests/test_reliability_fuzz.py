@@ -9,40 +9,19 @@ server that then answers the next request.
 
 from __future__ import annotations
 
-import logging
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import Errors
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASHES = sorted((ROOT / "fuzz" / "crashes").glob("*"))
-
-
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record.getMessage())
-
-
-@pytest.fixture
-def errors() -> Iterator[Errors]:
-    handler = Errors()
-    loggers = [logging.getLogger(n) for n in ("pounce", "asyncio")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield handler
-    for logger in loggers:
-        logger.removeHandler(handler)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
