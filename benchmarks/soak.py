@@ -577,6 +577,75 @@ def tracemalloc_check(seconds: float, concurrency: int) -> int:
     return 0
 
 
+def heap_numbers() -> dict[str, int]:
+    """Where this process's memory sits: RSS, glibc heap in use / free /
+    mmapped, and pymalloc's arenas. Read together they say which layer grows:
+    pymalloc arenas, live C allocations, or free-but-unreturned glibc heap."""
+    import ctypes
+    import tempfile as _tempfile
+
+    numbers = {"rss_kib": rss_kib(os.getpid())}
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+
+        class Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in
+                        ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                         "uordblks", "fordblks", "keepcost")]
+
+        libc.mallinfo2.restype = Info
+        info = libc.mallinfo2()
+        numbers |= {"glibc_heap_kib": info.arena // 1024, "glibc_in_use_kib": info.uordblks // 1024,
+                    "glibc_free_kib": info.fordblks // 1024, "glibc_mmap_kib": info.hblkhd // 1024}
+    # sys._debugmallocstats writes to the C stderr: borrow fd 2 for a moment.
+    with _tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    found = re.search(r"arenas allocated current\s*=\s*([\d,]+)", text)
+    if found:
+        numbers["pymalloc_arenas"] = int(found.group(1).replace(",", ""))
+    numbers["pymalloc_blocks"] = sys.getallocatedblocks()
+    return numbers
+
+
+def heap_check(seconds: float, concurrency: int, interval: float) -> int:
+    """Which allocator layer holds RSS growth: the soak's load against an
+    in-process pounce, sampling RSS, glibc's heap and pymalloc's arenas every
+    ``interval`` seconds (no tracemalloc, so the figures are the real ones)."""
+    import gc
+
+    sys.path.insert(0, str(ROOT))
+    from pounce.testing import ServerThread
+
+    srv = ServerThread(app, lifespan="off", logging_access_log=False, logging_level="error",
+                       timeout_keep_alive=30).start()
+    queue: Any = multiprocessing.get_context("fork").Queue()
+    proc = multiprocessing.get_context("fork").Process(
+        target=client_process, args=("127.0.0.1", srv.port, 7, concurrency, seconds, 10**12, queue))
+    rows: list[dict[str, int]] = []
+    try:
+        started = time.monotonic()
+        proc.start()
+        while proc.is_alive():
+            proc.join(timeout=interval)
+            gc.collect()
+            rows.append({"t": round(time.monotonic() - started)} | heap_numbers())
+            print(json.dumps(rows[-1]), flush=True)
+        counts = queue.get(timeout=30)
+    finally:
+        srv.stop()
+    print(f"{requests_of(counts)} requests, {counts['errors']} errors")
+    return 0 if counts["errors"] == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
@@ -592,7 +661,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-arg", action="append", default=[], help="extra pounce argument (repeatable)")
     parser.add_argument("--tracemalloc", type=float, metavar="SECONDS", default=0,
                         help="instead: in-process leak check over SECONDS of load (tracemalloc)")
+    parser.add_argument("--heap", type=float, metavar="SECONDS", default=0,
+                        help="instead: in-process run sampling RSS, glibc heap and pymalloc arenas")
     args = parser.parse_args(argv)
+    if args.heap:
+        return heap_check(args.heap, args.concurrency, max(args.sample_interval, 10.0))
     if args.tracemalloc:
         return tracemalloc_check(args.tracemalloc, args.concurrency)
     report = run(args)
