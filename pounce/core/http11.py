@@ -168,11 +168,18 @@ def _new_connection(max_incomplete_event_size: int) -> h11.Connection:
     return _Connection(h11.SERVER, max_incomplete_event_size)
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection speaking HTTP/1.1."""
+class HttpProtocol(asyncio.BufferedProtocol):
+    """One client connection speaking HTTP/1.1.
+
+    A buffered protocol: reads land in the worker's shared read buffer and
+    are copied out at their exact size (why: ``WorkerContext.read_buffer``).
+    ``data_received`` is kept for callers that hand bytes over directly: a
+    wrapping plugin's protocol, and replays of held pipelined bytes.
+    """
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
+        self.read_buffer = ctx.read_buffer
         self.loop = asyncio.get_running_loop()
         self.conn = _new_connection(ctx.max_incomplete_event_size)
         self.transport: asyncio.Transport | None = None
@@ -259,6 +266,12 @@ class HttpProtocol(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self.discard_input:

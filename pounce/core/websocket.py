@@ -158,12 +158,16 @@ def handle_upgrade(protocol: HttpProtocol, event: h11.Request) -> None:
     ws.start()
 
 
-class WebSocketProtocol(asyncio.Protocol):
-    """One upgraded connection: asyncio callbacks, timers and the app task."""
+class WebSocketProtocol(asyncio.BufferedProtocol):
+    """One upgraded connection: asyncio callbacks, timers and the app task.
+
+    Reads into the worker's shared buffer, as ``HttpProtocol`` does.
+    """
 
     def __init__(self, http_protocol: HttpProtocol, scope: dict[str, Any], handshake: Handshake,
                  early: bytes) -> None:
         self.ctx = http_protocol.ctx
+        self.read_buffer = self.ctx.read_buffer
         self.settings = _settings(self.ctx)
         self.loop = http_protocol.loop
         self.transport: asyncio.Transport = http_protocol.transport  # type: ignore[assignment]
@@ -200,6 +204,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self.task = self.loop.create_task(self._run(self.ctx.app))
 
     # -- asyncio callbacks ---------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         session = self.session
