@@ -131,9 +131,10 @@ def pounce_wrap_app(config: ServerConfig, app: Any) -> Any:
 def pounce_wrap_protocol(config: ServerConfig, factory: Any) -> Any:
     """Return a protocol factory wrapping ``factory``, or None to leave it alone.
 
-    ``factory`` is a zero-argument callable returning a fresh
-    ``asyncio.Protocol`` for an accepted connection (the core's HTTP one,
-    or an inner plugin's wrapper). The returned callable is what the event loop
+    ``factory`` is a zero-argument callable returning a fresh asyncio
+    protocol for an accepted connection (the core's HTTP one, an
+    ``asyncio.BufferedProtocol`` that also takes ``data_received``, or an
+    inner plugin's wrapper). The returned callable is what the event loop
     calls per connection. Its protocol sees the connection first (inside TLS:
     with ``[tls]`` it gets decrypted bytes) and then hands the transport on
     with ``transport.set_protocol(inner)`` and ``inner.connection_made(...)``,

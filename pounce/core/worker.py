@@ -73,6 +73,8 @@ class WorkerContext:
         # request with Python's own allocations flat. One buffer per worker
         # (never shared between threads) is safe because each read is copied
         # before any other read on the same loop can happen.
+        # A memoryview, not the bytearray: asyncio's TLS layer fills it in
+        # slices, and a bytearray slice would be a copy.
         self.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
 
         self.root_path: str = config.root_path
@@ -328,7 +330,7 @@ class Worker:
         if self.manager is not None:
             self.manager.call("pounce_worker_started", worker=self)
 
-        def factory() -> asyncio.Protocol:
+        def factory() -> HttpProtocol:
             return HttpProtocol(ctx)
 
         if self.manager is not None:

@@ -128,7 +128,7 @@ class ProxyProtocolReader(asyncio.Protocol):
 
     __slots__ = ("factory", "settings", "transport", "buffer", "timer", "done")
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], settings: Settings) -> None:
+    def __init__(self, factory: Callable[[], Any], settings: Settings) -> None:
         self.factory = factory
         self.settings = settings
         self.transport: asyncio.Transport | None = None
