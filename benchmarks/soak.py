@@ -654,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="connections per client process")
     parser.add_argument("--workers", type=int, default=1, help="pounce workers (default 1)")
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of the run counted as warm-up")
-    parser.add_argument("--rss-slack", type=float, default=8.0, help="MiB RSS may grow after warm-up")
+    parser.add_argument("--rss-slack", type=float, default=2.0, help="MiB RSS may grow after warm-up (default 2)")
     parser.add_argument("--sample-interval", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the report here")
