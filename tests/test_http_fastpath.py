@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawio import read_until_closed
 
 from pounce.core import h1fast, http11
 from pounce.testing import ServerThread
@@ -128,17 +129,8 @@ def exchange(srv: ServerThread, pieces: list[bytes], *, fast: bool = True) -> by
                     sock.sendall(piece)
                 except (BrokenPipeError, ConnectionResetError):
                     break  # closed after a last request: read what came
-            chunks = []
-            deadline = time.monotonic() + READ_TIMEOUT
-            while time.monotonic() < deadline:
-                try:
-                    data = sock.recv(65536)
-                except (ConnectionResetError, TimeoutError):
-                    break  # (a timeout: the server still waits for a body)
-                if not data:
-                    break
-                chunks.append(data)
-            return b"".join(chunks)
+            # (Not closed by the deadline: the server still waits for a body.)
+            return read_until_closed(sock, READ_TIMEOUT)[0]
     finally:
         http11.FAST_PATH = True
 
@@ -443,16 +435,7 @@ def half_close_exchange(srv: ServerThread, data: bytes, *, fast: bool) -> bytes:
             sock.sendall(data)
             time.sleep(0.05)
             sock.shutdown(socket.SHUT_WR)
-            chunks = []
-            while True:
-                try:
-                    chunk = sock.recv(65536)
-                except (ConnectionResetError, TimeoutError):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_until_closed(sock, READ_TIMEOUT)[0]
     finally:
         http11.FAST_PATH = True
 

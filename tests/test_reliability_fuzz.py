@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Errors
+from rawio import read_until_closed
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASHES = sorted((ROOT / "fuzz" / "crashes").glob("*"))
@@ -41,16 +42,7 @@ def exchange(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
-        out = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return read_until_closed(sock)[0]
 
 
 @pytest.mark.parametrize("path", CRASHES, ids=[p.name for p in CRASHES])
