@@ -16,6 +16,8 @@ import httpx
 import pytest
 from rawio import read_until_closed
 
+from testapps import read_body
+
 Scope = dict[str, Any]
 
 
@@ -34,18 +36,6 @@ def read_until(sock: socket.socket, marker: bytes, timeout: float = 5.0) -> byte
             break
         data += chunk
     return data
-
-
-async def read_body(receive: Any) -> bytes:
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
-    return body
 
 
 async def respond(send: Any, status: int = 200, body: bytes = b"", headers: list[Any] | None = None) -> None:

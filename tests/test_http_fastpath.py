@@ -31,6 +31,7 @@ from rawio import read_until_closed
 
 from pounce.core import h1fast, http11
 from pounce.testing import ServerThread
+from testapps import read_body
 
 READ_TIMEOUT = 3.0
 
@@ -39,14 +40,8 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes the request as JSON; the path picks the response style."""
     if scope["type"] == "lifespan":
         return
-    body = b""
     path = scope["path"]
-    if not path.startswith("/noread"):
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+    body = b"" if path.startswith("/noread") else await read_body(receive)
     echo = json.dumps({
         "method": scope["method"], "path": path, "raw_path": scope["raw_path"].decode("latin-1"),
         "query": scope["query_string"].decode("latin-1"), "version": scope["http_version"],

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 import pounce
+from testapps import read_body
 
 CONNECTIONS = 20
 REQUESTS_PER_CONNECTION = 10
@@ -41,12 +42,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if message["type"] != "websocket.receive":
                 return
             await send({"type": "websocket.send", "text": message.get("text") or ""})
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     client = scope["client"]
     answer = f"{scope['method']} {len(body)} {client[1]}".encode()
     await send({"type": "http.response.start", "status": 200,

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from testapps import read_body
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed")
 
 
@@ -25,12 +27,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
     if scope["type"] != "http":
         return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     loop = type(asyncio.get_running_loop())
     answer = f"{loop.__module__} {len(body)}".encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})

@@ -6,6 +6,19 @@ import asyncio
 from typing import Any
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body (what arrived of it, if the client went away)."""
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
@@ -39,12 +52,7 @@ async def echo_scope(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return {k: plain(v) for k, v in value.items()}
         return value
 
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     data = plain({k: v for k, v in scope.items() if k != "extensions"})
     data["body"] = body.decode("latin-1")
     payload = json.dumps(data).encode()
