@@ -72,9 +72,9 @@ class WorkerContext:
         # heap, which the long soak saw as RSS creeping by ~0.2 bytes per
         # request with Python's own allocations flat. One buffer per worker
         # (never shared between threads) is safe because each read is copied
-        # before any other read on the same loop can happen.
-        # A memoryview, not the bytearray: asyncio's TLS layer fills it in
-        # slices, and a bytearray slice would be a copy.
+        # before any other read on the same loop can happen. A memoryview,
+        # not the bytearray: asyncio's TLS layer fills it in slices, and a
+        # bytearray slice would be a copy.
         self.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
 
         self.root_path: str = config.root_path
