@@ -929,7 +929,7 @@ def parser_main(args: argparse.Namespace) -> int:
 
     import h11
 
-    from pounce.core.h1fast import parse_request_head
+    from pounce.core.protocol.h1fast import parse_request_head
 
     def per_call(fn: Any, number: int) -> float:
         # CPU time, not wall time: on a shared machine, others' load would
@@ -952,7 +952,7 @@ def parser_main(args: argparse.Namespace) -> int:
         fast_us = per_call(lambda data=data: parse_request_head(data), 100000)
         print(f"{name:<26} {h11_us:>9.2f} {fast_us:>12.2f} {h11_us / fast_us:>8.1f}x")
 
-    from pounce.core.h1fast import render_response_head
+    from pounce.core.protocol.responses import render_response_head
 
     request = PARSER_CASES["wrk hello"]
     headers = [(b"server", b"pounce"), (b"date", b"Wed, 25 Nov 2026 21:00:00 GMT"),
