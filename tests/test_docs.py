@@ -6,8 +6,7 @@ import inspect
 import re
 from pathlib import Path
 
-from pounce.core import hookspecs
-from pounce.core.reference import render
+from pounce.core import hookspecs, reference
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,8 +16,37 @@ def hook_names() -> list[str]:
 
 
 def test_config_reference_is_current() -> None:
-    current = (ROOT / "docs" / "config.md").read_text()
-    assert current == render(), "docs/config.md is stale: run `make docs`"
+    """docs/configuration/ (one page per section), its table of sections and
+    the nav lines in mkdocs.yml are what the option registry says."""
+    stale = reference.stale_files(ROOT)
+    assert not stale, f"generated configuration pages are stale ({', '.join(stale)}): run `make docs`"
+    assert not (ROOT / "docs" / "config.md").exists(), (
+        "the configuration reference is docs/configuration/ now (make docs writes it)")
+
+
+def test_config_reference_follows_a_new_section(tmp_path: Path) -> None:
+    """A plugin's new section gets a page, a row and a nav line; a section
+    that is gone loses its page."""
+    from pounce.core.options import OptionRegistry
+
+    (tmp_path / "docs" / "configuration").mkdir(parents=True)
+    index = (ROOT / "docs" / "configuration" / "index.md").read_text()
+    (tmp_path / "docs" / "configuration" / "index.md").write_text(index)
+    (tmp_path / "docs" / "configuration" / "gone.md").write_text("# old\n")
+    (tmp_path / "mkdocs.yml").write_text((ROOT / "mkdocs.yml").read_text())
+    registry = OptionRegistry()
+    registry._current_plugin = "example"
+    registry.add("example", "rate", "float", 1.5, "Requests per second.", cli="--example-rate")
+    files = reference.expected_files(tmp_path, registry)
+    page = files[tmp_path / "docs" / "configuration" / "example.md"]
+    assert "# [example]" in page and "## `rate`" in page and "`POUNCE_EXAMPLE_RATE`" in page
+    assert "[`[example]`](example.md)" in files[tmp_path / "docs" / "configuration" / "index.md"]
+    nav = files[tmp_path / "mkdocs.yml"]
+    assert "      - configuration/example.md\n" in nav and "configuration/server.md" not in nav
+    assert "docs/configuration/gone.md (no such section)" in reference.stale_files(tmp_path, registry)
+    reference.write(tmp_path, registry)
+    assert not (tmp_path / "docs" / "configuration" / "gone.md").exists()
+    assert reference.stale_files(tmp_path, registry) == []
 
 
 def test_every_hook_is_in_the_contract_and_has_a_docstring() -> None:
