@@ -39,10 +39,10 @@ docs-generate: setup
 	$(BIN)/python scripts/docs_generate.py
 
 docs: docs-generate
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: docs-generate
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: setup
 	bash benchmarks/run.sh

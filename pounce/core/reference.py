@@ -134,7 +134,7 @@ def render_index_table(all_sections: list[Section]) -> str:
 
 
 def render_nav(all_sections: list[Section], indent: str) -> str:
-    return "\n".join(f"{indent}- {s.page}" for s in all_sections)
+    return "\n".join(f'{indent}- "[{s.name}]": {s.page}' for s in all_sections)
 
 
 def _between(text: str, markers: tuple[str, str], body: Any, where: str) -> str:
