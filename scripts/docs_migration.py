@@ -4,7 +4,8 @@ Two sources, neither typed into a page:
 
 - the other server's options, captured from the installed tool itself into
   ``scripts/migration/<tool>.json`` (uvicorn's click command, gunicorn's
-  settings registry, hypercorn's argparse parser), with its version:
+  settings registry, hypercorn's argparse parser) with its version — names,
+  flags, defaults and accepted values, not the tools' help texts:
 
       pip install uvicorn gunicorn hypercorn      # in a scratch venv
       python scripts/docs_migration.py --capture uvicorn gunicorn hypercorn
@@ -60,9 +61,9 @@ def capture_uvicorn() -> dict[str, Any]:
             choices = param.metavar[1:-1].split("|")  # a free string that lists its values
         options.append({"name": param.name, "flags": list(param.opts), "negative": list(param.secondary_opts),
                         "default": _jsonable(param.default), "choices": choices,
-                        "takes_value": not param.is_flag, "help": param.help or ""})
+                        "takes_value": not param.is_flag})
     options.append({"name": "help", "flags": ["--help"], "negative": [], "default": None, "choices": None,
-                    "takes_value": False, "help": "Show this message and exit."})
+                    "takes_value": False})
     return {"tool": "uvicorn", "version": uvicorn.__version__, "options": options}
 
 
@@ -71,7 +72,7 @@ def capture_gunicorn() -> dict[str, Any]:
     from gunicorn.config import KNOWN_SETTINGS
 
     options = [{"name": s.name, "flags": list(s.cli or []), "section": s.section,
-                "default": _jsonable(s.default), "help": (s.short or "").strip()} for s in KNOWN_SETTINGS]
+                "default": _jsonable(s.default)} for s in KNOWN_SETTINGS]
     return {"tool": "gunicorn", "version": gunicorn.__version__, "options": options}
 
 
@@ -94,8 +95,7 @@ def capture_hypercorn() -> dict[str, Any]:
         parser = parsed.args[0]
     finally:
         argparse.ArgumentParser.parse_args = original  # type: ignore[method-assign]
-    options = [{"name": a.dest, "flags": list(a.option_strings), "help": " ".join((a.help or "").split())}
-               for a in parser._actions]
+    options = [{"name": a.dest, "flags": list(a.option_strings)} for a in parser._actions]
     return {"tool": "hypercorn", "version": version("hypercorn"), "options": options}
 
 
