@@ -162,3 +162,18 @@ def test_configuration_page_quotes_real_errors(toml: str, tmp_path: Path) -> Non
     assert result.returncode == 2
     line = result.stderr.strip().splitlines()[-1]
     assert line in (ROOT / "docs" / "configuration" / "index.md").read_text()
+
+
+def test_published_tables_are_computed_from_the_run() -> None:
+    """The rendered ratios and flags follow the run's medians: change a
+    median and the table changes with it."""
+    publish = _load(ROOT / "benchmarks" / "publish.py")
+    run = publish.load_run()
+    ours = run["medians"]["pounce"]["hello64"]["rps"]
+    theirs = run["medians"]["uvicorn-h11"]["hello64"]["rps"]
+    assert f"| {publish.fmt(ours)} | {ours / theirs:.2f}x |" in publish.short_table(run)
+    run["medians"]["pounce"]["hello64"]["rps"] = theirs * 2
+    run["medians"]["pounce"]["hello64"]["errors"] = 3
+    table = publish.full_table(run)
+    assert f"{publish.fmt(theirs * 2)} ⚠" in table and "| 2.00x |" in publish.short_table(run)
+    assert publish.command(run).startswith("bash benchmarks/run.sh --rounds ")
