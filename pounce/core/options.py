@@ -134,8 +134,7 @@ class Option:
         if self.type == "list":
             return [part.strip() for part in text.split(",") if part.strip()]
         if self.type == "table":
-            parts = [part.strip() for part in text.split(",") if part.strip()] if self.cli_split else [text]
-            return table_from_items(parts, self.describe())
+            return table_from_items([p.strip() for p in text.split(",") if p.strip()], self.describe())
         return text
 
     def _check_type(self, value: Any) -> Any:
