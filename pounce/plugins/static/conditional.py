@@ -91,10 +91,12 @@ def parse_range(value: bytes, size: int) -> tuple[int, int] | None:
                 return UNSATISFIABLE
             return max(size - suffix, 0), size - 1
         first = int(first_text)
-        last = int(last_text) if last_text else size - 1
+        last = int(last_text) if last_text else None
     except ValueError:  # more digits than int() takes
         return None
-    if last < first:
+    if last is None:
+        last = size - 1
+    elif last < first:
         return None
     if first >= size:
         return UNSATISFIABLE
