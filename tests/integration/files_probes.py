@@ -27,12 +27,19 @@ class Probe:
         self.ranges = ranges
         # (request path, message) for every message sent, pathsend ones included.
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        # (request path, request headers) for every http request.
+        self.requests: list[tuple[str, dict[bytes, bytes]]] = []
 
     def pathsends(self) -> list[dict[str, Any]]:
         return [m for _, m in self.sent if m["type"] == PATHSEND]
 
     def starts(self, path: str) -> list[dict[str, Any]]:
         return [m for p, m in self.sent if p == path and m["type"] == "http.response.start"]
+
+    def response_header(self, path: str, name: bytes) -> bytes | None:
+        """``name`` in the first response to ``path`` as the server got it."""
+        headers = dict((bytes(n).lower(), bytes(v)) for n, v in self.starts(path)[0]["headers"])
+        return headers.get(name)
 
     @hookimpl(tryfirst=True)
     def pounce_wrap_app(self, app: Any) -> Any:
@@ -42,6 +49,7 @@ class Probe:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
+            probe.requests.append((scope["path"], dict(scope["headers"])))
             if probe.pathsend:
                 scope["extensions"] = {**scope.get("extensions", {}),
                                        PATHSEND: {"ranges": True} if probe.ranges else {}}

@@ -71,7 +71,7 @@ def pounce_add_options(options: Any) -> None:
     add("compression", "zstd_level", "int", 3, "zstd level (1 fastest, 19 smallest).", min=1, max=19)
 
 
-def codecs(config: ServerConfig) -> tuple[list[Codec], list[str]]:
+def installed_codecs(config: ServerConfig) -> tuple[list[Codec], list[str]]:
     """The installed codecs in the configured order, and the missing ones."""
     section = config.section("compression")
     levels = {"gzip": section["gzip_level"], "br": section["br_quality"], "zstd": section["zstd_level"]}
@@ -90,7 +90,7 @@ def codecs(config: ServerConfig) -> tuple[list[Codec], list[str]]:
 def pounce_configure(config: ServerConfig) -> None:
     if not config.get("compression", "enabled"):
         return
-    found, missing = codecs(config)
+    found, missing = installed_codecs(config)
     if not found:
         hints = "; ".join(f"{m}: {INSTALL_HINT[m]}" for m in missing if m in INSTALL_HINT)
         raise ConfigError(f"[compression] algorithms: expected at least one installed coding, "
@@ -103,7 +103,7 @@ def pounce_wrap_app(config: ServerConfig, app: Any) -> Any:
         return None  # disabled: no wrapper, no cost
     from pounce.plugins.compression.middleware import Compression, TypeFilter
 
-    found, _ = codecs(config)
+    found, _ = installed_codecs(config)
     section = config.section("compression")
     return Compression(app, found, section["min_size"], TypeFilter(tuple(section["content_types"])))
 
@@ -112,7 +112,7 @@ def pounce_wrap_app(config: ServerConfig, app: Any) -> Any:
 def pounce_banner(config: ServerConfig) -> str | None:
     if not config.get("compression", "enabled"):
         return None
-    found, missing = codecs(config)
+    found, missing = installed_codecs(config)
     line = "compression: " + ", ".join(c.name for c in found)
     if missing:
         line += " (not installed: " + ", ".join(f"{m}, {INSTALL_HINT.get(m, '')}" for m in missing) + ")"
@@ -123,6 +123,6 @@ def pounce_banner(config: ServerConfig) -> str | None:
 def pounce_check_warnings(config: ServerConfig) -> list[str] | None:
     if not config.get("compression", "enabled"):
         return None
-    _, missing = codecs(config)
+    _, missing = installed_codecs(config)
     return [f"[compression] algorithms: {m} is not installed ({INSTALL_HINT[m]}); skipped"
             for m in missing if m in INSTALL_HINT] or None
