@@ -171,6 +171,7 @@ def test_etag_and_last_modified_give_304(tree: Path) -> None:
             assert response.status_code == status, label
             if status == 304:
                 assert response.content == b"" and response.headers["etag"] == etag, label
+                assert "content-type" not in response.headers and "content-length" not in response.headers
         head = client.head("/static/hello.txt", headers={"if-none-match": etag})
     assert head.status_code == 304
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import os
 from typing import Any
 
@@ -61,6 +62,8 @@ class StaticFiles:
         self.fallthrough = settings.fallthrough
         self.files = Files(settings.index, settings.dotfiles, settings.follow_symlinks, settings.precompressed)
         self._negotiators: dict[tuple[str, ...], Negotiator] = {}
+        if not mimetypes.inited:  # now, once, not lazily inside some thread's first request
+            mimetypes.init()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -134,11 +137,11 @@ class StaticFiles:
                     coding = self._negotiator(codings)(accept)
                     if coding is not None:
                         rep = files.variant(entry, coding) or rep
-        headers = rep.headers + tail
         if not_modified(request, rep.etag, rep.mtime):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.start", "status": 304, "headers": rep.validators + tail})
             await send({"type": "http.response.body", "body": b""})
             return
+        headers = rep.headers + tail
         status, first, last = 200, 0, rep.size - 1
         range_header = request.get(b"range")
         if range_header is not None and not head:

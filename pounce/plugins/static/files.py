@@ -91,7 +91,7 @@ class Representation:
     """One sequence of bytes on disk: the file itself, or one precompressed
     sibling. ``headers`` are those that depend only on the file."""
 
-    __slots__ = ("path", "identity", "size", "mtime", "etag", "last_modified", "headers", "body")
+    __slots__ = ("path", "identity", "size", "mtime", "etag", "last_modified", "headers", "validators", "body")
 
     def __init__(self, path: str, st: os.stat_result, base_headers: list[tuple[bytes, bytes]],
                  tag: str = "") -> None:
@@ -103,8 +103,9 @@ class Representation:
         # each sibling has its own, as each is a different representation.
         self.etag = b'"%x-%x%s"' % (st.st_mtime_ns, st.st_size, tag.encode("ascii"))
         self.last_modified = email.utils.formatdate(st.st_mtime, usegmt=True).encode("ascii")
-        self.headers = base_headers + [(b"etag", self.etag), (b"last-modified", self.last_modified),
-                                       (b"accept-ranges", b"bytes")]
+        # A 304 carries the validators, not the representation's metadata.
+        self.validators = [(b"etag", self.etag), (b"last-modified", self.last_modified)]
+        self.headers = base_headers + self.validators + [(b"accept-ranges", b"bytes")]
         self.body: bytes | None = None
 
 
@@ -190,7 +191,7 @@ class Files:
         if self.follow_symlinks:
             return True
         real = os.path.realpath(path)
-        return real == root or real.startswith(root + "/")
+        return real == root or real.startswith(root if root.endswith("/") else root + "/")
 
     def _forget(self, path: str, entry: Entry, popped: bool = False) -> None:
         if not popped:
