@@ -200,6 +200,18 @@ def test_etag_turns_weak_and_vary_is_merged() -> None:
     assert response.headers["vary"] == "Cookie, Accept-Encoding"
 
 
+def test_headers_given_as_any_iterable() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            fields = [(b"content-type", b"application/json"), (b"etag", b'"g"')]
+            await send({"type": "http.response.start", "status": 200, "headers": (f for f in fields)})
+            await send({"type": "http.response.body", "body": JSON})
+
+    with serve(app) as server, httpx.Client(base_url=server.url) as client:
+        response, wire = raw(client, "/", "gzip")
+    assert response.headers["etag"] == 'W/"g"' and gzip.decompress(wire) == JSON
+
+
 # -- streams ----------------------------------------------------------------------------
 
 

@@ -144,6 +144,11 @@ class _Responder:
             await self._send(message)
             return
         if state == _WAIT:
+            if kind == "http.response.start":
+                headers = message.get("headers", ())
+                if not isinstance(headers, (list, tuple)):
+                    # Any iterable is allowed; it is read twice here.
+                    message = {**message, "headers": list(headers)}
             if kind == "http.response.start" and self._owner.candidate(message):
                 self._start = message
                 self._state = _HELD
