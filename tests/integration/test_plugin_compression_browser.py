@@ -40,7 +40,6 @@ def test_chromium_gets_the_demo_page_compressed(chromium: int) -> None:  # noqa:
 
     accepted = probe.requests[0][1][b"accept-encoding"].decode()
     chosen = probe.response_header("/", b"content-encoding")
-    print(f"chromium accepts {accepted!r}, got {chosen!r}")
     assert chosen is not None, f"the page went uncompressed (browser accepts {accepted!r})"
     assert chosen.decode() in [item.split(";")[0].strip() for item in accepted.split(",")]
     assert timing["title"] == "pounce demo"
