@@ -46,7 +46,8 @@ def pounce_add_options(options: OptionRegistry) -> None:
     """Declare config options with ``options.add(section, key, ...)``.
 
     Every option, the core's included, is declared here; the CLI, TOML
-    validation, ``--help`` and docs/config.md are generated from the result.
+    validation, ``--help`` and the configuration reference (docs/configuration/) are
+    generated from the result.
     """
 
 

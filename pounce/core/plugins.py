@@ -30,6 +30,8 @@ _BUILTIN_FALLBACK = {
     "tls": "pounce.plugins.tls",
     "supervisor": "pounce.plugins.supervisor",
     "reload": "pounce.plugins.reload",
+    "static": "pounce.plugins.static",
+    "compression": "pounce.plugins.compression",
 }
 
 
