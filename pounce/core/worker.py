@@ -381,16 +381,26 @@ class Worker:
         keep-alive connections) are still served, with ``Connection: close``;
         then idle connections are closed, anything newer gets 503, in-flight
         requests get until ``timeout`` and what is left is aborted.
+
+        Before all that, plugins hear that the drain begins
+        (``pounce_worker_draining``) and may ask the worker to go on
+        accepting for a while (``[health] shutdown_delay``); that wait counts
+        within ``timeout``.
         """
         ctx = self.ctx
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        deadline = started + timeout
+        keep_accepting_until = started + min(self._announce_drain(), timeout)
+        while time.monotonic() < keep_accepting_until and not self._force:
+            await asyncio.sleep(min(0.05, max(0.0, keep_accepting_until - time.monotonic())))
+        stopped_at = time.monotonic()
         self._stop_accepting(loop)
         for _ in range(2):  # an accepted socket attaches one loop turn later
             await asyncio.sleep(0)
         for conn in list(ctx.connections):
             conn.shutdown()
-        grace_end = started + min(ACCEPT_GRACE, timeout)
+        grace_end = stopped_at + min(ACCEPT_GRACE, max(0.0, deadline - stopped_at))
         while ctx.connections and time.monotonic() < grace_end and not self._force:
             await asyncio.sleep(0.02)
         ctx.shutting_down = True
@@ -398,7 +408,6 @@ class Worker:
             conn.shutdown()
         for server in self._servers:
             server.close()
-        deadline = started + timeout
         while ctx.connections and time.monotonic() < deadline and not self._force:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
@@ -407,6 +416,29 @@ class Worker:
             self._date_timer.cancel()
         # Give cancelled connection tasks a moment to unwind.
         await asyncio.sleep(0)
+
+    def _announce_drain(self) -> float:
+        """Call ``pounce_worker_draining`` once; the longest wait asked for.
+
+        A plugin that raises or answers nonsense is logged and ignored: the
+        drain itself must go on whatever a plugin does.
+        """
+        if self.manager is None:
+            return 0.0
+        from pounce.core.errors import PounceError
+
+        try:
+            answers = self.manager.call("pounce_worker_draining", worker=self) or []
+        except PounceError as exc:
+            logger.error("%s", exc)
+            return 0.0
+        delays = [0.0]
+        for answer in answers:
+            if isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == answer:
+                delays.append(max(0.0, float(answer)))
+            else:
+                logger.error("pounce_worker_draining: expected a number of seconds or None, found %r", answer)
+        return max(delays)
 
     def _stop_accepting(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stop accepting without closing the sockets (they may be shared)."""
