@@ -30,6 +30,9 @@ _BUILTIN_FALLBACK = {
     "tls": "pounce.plugins.tls",
     "supervisor": "pounce.plugins.supervisor",
     "reload": "pounce.plugins.reload",
+    "health": "pounce.plugins.health",
+    "request_id": "pounce.plugins.request_id",
+    "rate_limit": "pounce.plugins.rate_limit",
 }
 
 
