@@ -141,21 +141,45 @@ def pounce_wrap_app(config: Any, app: Any) -> Any:
             state = scope["state"] = {}
         state[STATE_KEY] = request_id
         pair = (header, request_id.encode("ascii"))
+        started = False
 
         async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal started
             if message["type"] in _START_TYPES:
+                started = True
                 headers = message.get("headers") or ()
                 if not any(key.lower() == header for key, _ in headers):
                     message = {**message, "headers": [*headers, pair]}
             await send(message)
 
+        # Each request runs in a task of its own (a copy of the context), so
+        # the variable cannot leak into another request. It is reset when the
+        # app returns, but left set when it raises: the server logs that
+        # error just after, and the record should carry the id.
         token = set_var(request_id)
         try:
             await app(scope, receive, send_with_id)
-        finally:
-            reset_var(token)
+        except Exception:
+            if kind == "http" and not started:
+                await _send_500(send, pair)
+            raise
+        reset_var(token)
 
     return request_id_app
+
+
+async def _send_500(send: Any, pair: tuple[bytes, bytes]) -> None:
+    """The 500 the server would send for an app that raised before
+    responding, sent here so that it carries the id the error is logged
+    with. The server still logs the error (it is re-raised)."""
+    body = b"Internal Server Error"
+    try:
+        await send({"type": "http.response.start", "status": 500, "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode("ascii")), pair]})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:  # noqa: BLE001 - the client left; the app's error is what matters
+        pass
 
 
 @hookimpl

@@ -55,6 +55,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = json.dumps({
         "pid": os.getpid(),
         "path": path,
+        "client": scope["client"][0] if scope.get("client") else None,
         "request_id": scope.get("state", {}).get("request_id"),
         "count": REACHED["requests"],
     }).encode()
