@@ -4,6 +4,7 @@ prefixes, IPv6 grouping, WebSocket handshakes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -140,8 +141,6 @@ def test_head_gets_no_body(serve: Any) -> None:
 
 def test_concurrent_burst_on_many_connections(serve: Any) -> None:
     """Twenty connections at once from one client: exactly the burst passes."""
-    import asyncio
-
     server = serve(opsapps.app, rate_limit_rate=0.2, rate_limit_burst=5)
 
     async def fire() -> list[int]:

@@ -3,6 +3,7 @@ in-memory span exporter and metric reader handed to the plugin."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -37,8 +38,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/boom":
         raise RuntimeError("boom")
     if scope["path"] == "/wait":
-        import asyncio
-
         deadline = time.monotonic() + 10
         while not RELEASE.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
