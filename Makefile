@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Every contrib package, with its own test extra (what its tests need).
 CONTRIB := $(wildcard plugins-contrib/*/pyproject.toml)
 
 .PHONY: run test setup system-deps lint docs docs-generate docs-serve bench clean
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,./%,$(wildcard tests/fixtures/*/pyproject.toml))
-	$(if $(CONTRIB),$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,-e ./%,$(CONTRIB)))
+	$(if $(CONTRIB),$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,-e './%[test]',$(CONTRIB)))
 	touch $(STAMP)
 
 setup: $(STAMP)

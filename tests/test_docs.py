@@ -144,8 +144,9 @@ def test_plugin_pages_name_the_hooks_each_plugin_implements() -> None:
     from pounce.core.plugins import build_plugin_manager
 
     manager = build_plugin_manager()
-    for name in ("logging", "tls", "supervisor", "reload"):
-        page = (ROOT / "docs" / "plugins" / f"{name}.md").read_text()
+    for name in ("logging", "tls", "supervisor", "reload", "static", "compression", "health",
+                 "request_id", "rate_limit"):
+        page = (ROOT / "docs" / "plugins" / f"{name.replace('_', '-')}.md").read_text()
         section = page.split("## The plugin", 1)[1]
         documented = set(re.findall(r"`(pounce_\w+)`", section))
         plugin = manager.get_plugin(name)

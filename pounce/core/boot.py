@@ -98,6 +98,7 @@ async def serve_worker(
             ctx, sockets,
             started=lambda w: manager.call("pounce_worker_started", worker=w),
             wrap_protocol=lambda factory: manager.wrap_protocol(config, factory),
+            draining=manager.drain_delay,
         )
         await worker.start()
         if on_ready is not None:

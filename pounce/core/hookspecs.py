@@ -189,6 +189,23 @@ def pounce_worker_started(worker: Any) -> None:
 
 
 @hookspec
+def pounce_worker_draining(worker: Any) -> float | None:
+    """Runs inside the worker (thread or process) when its graceful drain
+    begins, before it stops accepting: a shutdown, a rolling restart, a
+    reload, or a worker recycled after ``max_requests``.
+
+    Called once per worker, on the worker's own loop, for every cause of a
+    drain (the worker cannot tell them apart). Return a number of seconds to
+    keep accepting and serving as usual before the drain proper starts, or
+    None: the worker waits for the largest answer (a second stop signal cuts
+    the wait short). The wait counts within ``timeout_graceful_shutdown``.
+    This is how a readiness endpoint turns 503 while the listener still
+    accepts, so that a load balancer stops sending before connections are
+    refused (the Kubernetes preStop pattern).
+    """
+
+
+@hookspec
 def pounce_worker_exit(config: ServerConfig, worker_id: int, exitcode: int | None) -> None:
     """The supervisor saw worker ``worker_id`` end with ``exitcode``."""
 

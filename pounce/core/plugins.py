@@ -9,6 +9,7 @@ discovered but only activated when enabled (or with ``autoload``).
 from __future__ import annotations
 
 import importlib
+import logging
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pounce.core import hookspecs
 from pounce.core.errors import ConfigError, PluginError, PounceError
 from pounce.core.options import OptionRegistry
 
+logger = logging.getLogger("pounce.worker")
+
 ENTRY_POINT_GROUP = "pounce.plugins"
 
 # Used only when pounce runs from a source tree without being installed, so
@@ -32,6 +35,9 @@ _BUILTIN_FALLBACK = {
     "reload": "pounce.plugins.reload",
     "static": "pounce.plugins.static",
     "compression": "pounce.plugins.compression",
+    "health": "pounce.plugins.health",
+    "request_id": "pounce.plugins.request_id",
+    "rate_limit": "pounce.plugins.rate_limit",
 }
 
 
@@ -130,6 +136,24 @@ class PounceManager(pluggy.PluginManager):
         connection-level extension point costs nothing per connection.
         """
         return self._chain("pounce_wrap_protocol", config, "factory", factory)
+
+    def drain_delay(self, worker: Any) -> float:
+        """Announce a worker's drain (``pounce_worker_draining``) and return
+        the longest wait asked for. A plugin that raises or answers nonsense
+        is logged and ignored: the drain itself must go on whatever a plugin
+        does."""
+        try:
+            answers = self.call("pounce_worker_draining", worker=worker) or []
+        except PounceError as exc:
+            logger.error("%s", exc)
+            return 0.0
+        delays = [0.0]
+        for answer in answers:
+            if isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == answer:
+                delays.append(max(0.0, float(answer)))
+            else:
+                logger.error("pounce_worker_draining: expected a number of seconds or None, found %r", answer)
+        return max(delays)
 
     def _chain(self, hook: str, config: Any, key: str, value: Any) -> Any:
         """Let each implementation of a wrapping hook wrap the previous result.

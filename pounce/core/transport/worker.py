@@ -101,7 +101,9 @@ class Worker:
     are closed when it stops accepting (give it duplicates to keep yours); plugins see it in
     ``pounce_worker_started`` (``started``, called on the worker's loop before
     it accepts). ``wrap_protocol`` turns the core's protocol factory into the
-    one plugins asked for (``pounce_wrap_protocol``), once.
+    one plugins asked for (``pounce_wrap_protocol``), once; ``draining``
+    announces the drain (``pounce_worker_draining``) and answers how many
+    seconds to go on accepting first.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class Worker:
         *,
         started: Callable[[Worker], None] | None = None,
         wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None,
+        draining: Callable[[Worker], float] | None = None,
     ) -> None:
         self.ctx = ctx
         self.config = ctx.config
@@ -119,6 +122,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = started
         self._wrap_protocol = wrap_protocol
+        self._draining = draining
         self._servers: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Event | None = None
         self._force = False
@@ -183,16 +187,27 @@ class Worker:
         keep-alive connections) are still served, with ``Connection: close``;
         then idle connections are closed, anything newer gets 503, in-flight
         requests get until ``timeout`` and what is left is aborted.
+
+        Before all that, plugins hear that the drain begins and may ask the
+        worker to go on accepting for a while (``[health] shutdown_delay``:
+        readiness says 503 while the load balancer catches up); that wait
+        counts within ``timeout``.
         """
         ctx = self.ctx
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        deadline = started + timeout
+        delay = self._draining(self) if self._draining is not None else 0.0
+        keep_accepting_until = started + min(delay, timeout)
+        while time.monotonic() < keep_accepting_until and not self._force:
+            await asyncio.sleep(min(0.05, max(0.0, keep_accepting_until - time.monotonic())))
+        stopped_at = time.monotonic()
         self._stop_accepting(loop)
         for _ in range(2):  # an accepted socket attaches one loop turn later
             await asyncio.sleep(0)
         for conn in list(ctx.connections):
             conn.shutdown()
-        grace_end = started + min(ACCEPT_GRACE, timeout)
+        grace_end = stopped_at + min(ACCEPT_GRACE, max(0.0, deadline - stopped_at))
         while ctx.connections and time.monotonic() < grace_end and not self._force:
             await asyncio.sleep(0.02)
         ctx.shutting_down = True
@@ -204,7 +219,6 @@ class Worker:
         # closing them now refuses new clients instead of queueing them.
         for sock in self.sockets:
             sock.close()
-        deadline = started + timeout
         while ctx.connections and time.monotonic() < deadline and not self._force:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
