@@ -17,6 +17,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aioquic.asyncio.client import connect
@@ -221,7 +222,7 @@ class H3Client:
 @contextlib.asynccontextmanager
 async def h3_connect(port: int, ca: str | None = None, *, host: str = "127.0.0.1",
                      server_name: str = "localhost", wait_connected: bool = True,
-                     **quic: Any) -> AsyncIterator[H3Client]:
+                     session_ticket_handler: Any = None, **quic: Any) -> AsyncIterator[H3Client]:
     """A connected HTTP/3 client (``ca``: the CA file to verify the server
     with; None skips verification). Closed on exit."""
     configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=server_name, **quic)
@@ -230,10 +231,46 @@ async def h3_connect(port: int, ca: str | None = None, *, host: str = "127.0.0.1
     else:
         configuration.verify_mode = ssl.CERT_NONE
     async with connect(host, port, configuration=configuration, create_protocol=H3Protocol,
-                       wait_connected=wait_connected) as protocol:
+                       wait_connected=wait_connected, session_ticket_handler=session_ticket_handler) as protocol:
         yield H3Client(protocol, f"{server_name}:{port}")  # type: ignore[arg-type]
 
 
 def run(coro: Any, timeout: float = 30.0) -> Any:
     """Run a test's coroutine on a fresh loop, bounded in time."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class H3Certs:
+    """A trustme CA and a certificate for localhost/127.0.0.1, as PEM files."""
+
+    def __init__(self, root: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        issued = self.ca.issue_cert("localhost", "127.0.0.1")
+        self.ca_pem = str(root / "ca.pem")
+        self.cert = str(root / "server.crt")
+        self.key = str(root / "server.key")
+        Path(self.ca_pem).write_bytes(self.ca.cert_pem.bytes())
+        Path(self.cert).write_bytes(issued.cert_chain_pems[0].bytes())
+        Path(self.key).write_bytes(issued.private_key_pem.bytes())
+
+    def client_context(self) -> ssl.SSLContext:
+        """A TLS client context that trusts the CA (for TCP clients)."""
+        return ssl.create_default_context(cafile=self.ca_pem)
+
+    def overrides(self, **more: Any) -> dict[str, Any]:
+        """ServerThread overrides for HTTPS plus HTTP/3."""
+        return {"tls_certfile": self.cert, "tls_keyfile": self.key, "http3_enabled": True, **more}
+
+    def args(self) -> list[str]:
+        """The same as command-line flags."""
+        return ["--ssl-certfile", self.cert, "--ssl-keyfile", self.key, "--http3"]
+
+
+def udp_port(server: Any) -> int:
+    """The HTTP/3 port of a running ServerThread."""
+    for listener in server.server.listeners:
+        if listener.kind == "quic":
+            return int(listener.options["port"])
+    raise AssertionError("no HTTP/3 listener")
