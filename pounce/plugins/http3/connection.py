@@ -145,6 +145,8 @@ class H3Connection:
             event = quic.next_event()
         if self.drain_waiters:
             self._wake_writers()
+        if self.goaway_id is not None:
+            self._close_when_settled()
 
     def _stream_data(self, event: StreamDataReceived) -> None:
         stream_id = event.stream_id
@@ -383,8 +385,8 @@ class H3Connection:
             # stop sending it (RFC 9114 section 4.1), and drop what still comes.
             self._abandon(stream_id, ended=False, code=ErrorCode.H3_NO_ERROR)
         self.endpoint.schedule(self)
-        if self.goaway_id is not None and self.ctx.shutting_down and not self.streams:
-            self.close(ErrorCode.H3_NO_ERROR, "server shutting down")
+        if self.goaway_id is not None:
+            self._close_when_settled()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -506,7 +508,14 @@ class H3Connection:
             self.goaway_id = self.next_stream_id
             self.h3.send_goaway(self.goaway_id)
             self.endpoint.schedule(self)
-        if self.ctx.shutting_down and not self.streams:
+        self._close_when_settled()
+
+    def _close_when_settled(self) -> None:
+        """During the drain: close once no request is left and the peer has
+        acknowledged every response (CONNECTION_CLOSE would discard what is
+        still unacknowledged)."""
+        if (self.ctx.shutting_down and not self.streams and not self.closed
+                and not self.quic.responses_unacknowledged()):
             self.close(ErrorCode.H3_NO_ERROR, "server shutting down")
 
     def close(self, code: int = ErrorCode.H3_NO_ERROR, why: str = "") -> None:

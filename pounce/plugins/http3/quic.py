@@ -84,6 +84,11 @@ class ServerQuic(QuicConnection):
         stream = self._streams.get(stream_id)
         return len(stream.sender._buffer) if stream is not None else 0
 
+    def responses_unacknowledged(self) -> bool:
+        """Some request stream's response is not fully acknowledged yet."""
+        return any(not stream.sender.is_finished for stream_id, stream in self._streams.items()
+                   if _is_request_stream(stream_id))
+
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         stream_id = stream.stream_id
         if not _is_request_stream(stream_id):
