@@ -525,6 +525,7 @@ class H3Connection:
             return
         self.closed = True
         self.ctx.connections.discard(self)
+        self.endpoint.open.discard(self)
         for stream in list(self.streams.values()):
             stream.on_disconnect()
         self.quic.close(error_code=code, reason_phrase=why)

@@ -67,7 +67,8 @@ class QuicEndpoint:
         self.configuration = quic_configuration(settings)
         self.versions = list(self.configuration.supported_versions)
         self.conns: dict[bytes, H3Connection] = {}
-        self.live: set[H3Connection] = set()
+        self.live: set[H3Connection] = set()  # until aioquic is done with them
+        self.open: set[H3Connection] = set()  # not closing yet: what max_connections counts
         self.pending: set[H3Connection] = set()
         self.accepting = True
         self.closed = False
@@ -188,7 +189,7 @@ class QuicEndpoint:
             self._accept(header, data, addr, now)
 
     def _accept(self, header: Any, data: bytes, addr: Any, now: float) -> None:
-        if not self.accepting or self.ctx.shutting_down or len(self.live) >= self.settings.max_connections:
+        if not self.accepting or self.ctx.shutting_down or len(self.open) >= self.settings.max_connections:
             self.send(close_initial(header, QuicErrorCode.CONNECTION_REFUSED), addr)
             return
         original = header.destination_cid
@@ -214,6 +215,7 @@ class QuicEndpoint:
         )
         conn = H3Connection(self, quic, addr)
         self.live.add(conn)
+        self.open.add(conn)
         self.add_cid(conn, header.destination_cid)
         self.add_cid(conn, quic.host_cid)
         self._deliver(conn, data, addr, now)
@@ -244,6 +246,7 @@ class QuicEndpoint:
                 del self.conns[cid]
         conn.cids.clear()
         self.live.discard(conn)
+        self.open.discard(conn)
         self.pending.discard(conn)
 
     def _keep_ticket(self, ticket: Any) -> None:
