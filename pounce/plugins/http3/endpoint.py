@@ -33,7 +33,7 @@ from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
 from pounce.plugins.http3.cids import CID_LENGTH, TaggedIds, random_id
 from pounce.plugins.http3.connection import H3Connection
 from pounce.plugins.http3.quic import ServerQuic
-from pounce.plugins.http3.settings import MAX_UNI_STREAMS, STREAM_WINDOW, H3Settings, quic_configuration
+from pounce.plugins.http3.settings import MAX_UNI_STREAMS, H3Settings, quic_configuration
 from pounce.plugins.http3.stateless import RetryTokens, close_initial, retry_packet, version_negotiation
 
 if TYPE_CHECKING:
@@ -208,8 +208,7 @@ class QuicEndpoint:
         early = settings.early_data
         quic = ServerQuic(
             configuration=self.configuration, original_destination_connection_id=original,
-            retry_source_connection_id=retry_cid, new_cid=self.new_cid, stream_window=STREAM_WINDOW,
-            max_streams_bidi=settings.max_concurrent_streams, max_streams_uni=MAX_UNI_STREAMS,
+            retry_source_connection_id=retry_cid, new_cid=self.new_cid, max_streams_bidi=settings.max_concurrent_streams, max_streams_uni=MAX_UNI_STREAMS,
             session_ticket_fetcher=self._take_ticket if early else None,
             session_ticket_handler=self._keep_ticket if early else None,
         )

@@ -46,11 +46,13 @@ class ServerQuic(QuicConnection):
     """A server-side QUIC connection with app-driven receive windows and
     connection IDs from ``new_cid``."""
 
-    def __init__(self, *, new_cid: Callable[[], bytes], stream_window: int, max_streams_bidi: int,
-                 max_streams_uni: int, **kwargs: Any) -> None:
+    def __init__(self, *, new_cid: Callable[[], bytes], max_streams_bidi: int, max_streams_uni: int,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._new_cid = new_cid
-        self._window = stream_window
+        # The window a request stream gets ahead of the app: the initial one
+        # the transport parameters announce (QuicConfiguration.max_stream_data).
+        self._window = self._configuration.max_stream_data
         self._held: dict[int, int] = {}
         self.h3: ServerH3 | None = None
         # The first connection ID was drawn in __init__: replace it before
