@@ -109,7 +109,8 @@ def pounce_sockets_bound(config: ServerConfig, sockets: list[socket.socket]) -> 
 
 
 @hookspec
-def pounce_bind_listeners(config: ServerConfig, sockets: list[socket.socket]) -> list[Listener] | Listener | None:
+def pounce_bind_listeners(config: ServerConfig, sockets: list[socket.socket],
+                          inherited: list[Listener]) -> list[Listener] | Listener | None:
     """Bind listeners that are not TCP listening sockets, and return them.
 
     Runs in the main process right after ``pounce_bind`` (``sockets`` are the
@@ -122,7 +123,11 @@ def pounce_bind_listeners(config: ServerConfig, sockets: list[socket.socket]) ->
     gets every listener: the same objects for a single worker, duplicated
     descriptors for thread workers, inherited descriptors for worker
     processes (only ``kind``, ``label``, ``options`` and the sockets cross,
-    so keep ``options`` plain data). The server closes them at the end.
+    so keep ``options`` plain JSON-able data). The server closes them at the
+    end. ``inherited`` are listeners this server got from the pounce process
+    that started it (the reload plugin's children get their parent's, which
+    stay bound across reloads): when one of your kind is there, it is yours
+    already, so bind nothing and return None.
     """
 
 

@@ -126,9 +126,9 @@ class PounceManager(pluggy.PluginManager):
         results = self.call("pounce_request_observer", config=config) or []
         return tuple(r for r in results if callable(r))
 
-    def bind_listeners(self, config: Any, sockets: list[Any]) -> list[Any]:
+    def bind_listeners(self, config: Any, sockets: list[Any], inherited: list[Any]) -> list[Any]:
         """The plugins' extra listeners (``pounce_bind_listeners``), flat."""
-        return _flatten(self.call("pounce_bind_listeners", config=config, sockets=sockets))
+        return _flatten(self.call("pounce_bind_listeners", config=config, sockets=sockets, inherited=inherited))
 
     def serve_listeners(self, worker: Any, listeners: list[Any]) -> list[Any]:
         """What serves the extra listeners in ``worker`` (``pounce_serve_listeners``);

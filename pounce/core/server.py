@@ -35,7 +35,7 @@ from pounce.core.lifecycle import (
     WorkerModeDetected,
 )
 from pounce.core.plugins import PounceManager, build_plugin_manager, culprit_error
-from pounce.core.transport.listeners import Listener
+from pounce.core.transport.listeners import Listener, take_inherited
 from pounce.core.transport.sockets import close_sockets, describe
 
 logger = logging.getLogger("pounce.server")
@@ -130,7 +130,8 @@ class Server:
             self.sockets = list(manager.call("pounce_bind", config=config) or [])
             self._owned_paths = owned_unix_paths(self.sockets, config.uds)
             manager.call("pounce_sockets_bound", config=config, sockets=self.sockets)
-            self.listeners = manager.bind_listeners(config, self.sockets)
+            inherited = take_inherited()
+            self.listeners = inherited + manager.bind_listeners(config, self.sockets, inherited)
             self.emit(SocketsBound(addresses=tuple(self.addresses())))
             self._print_banner()
 

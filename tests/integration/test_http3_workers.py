@@ -140,3 +140,59 @@ def test_rolling_restart_keeps_http3_serving(certs: H3Certs, tmp_path: Path) -> 
         old, new, closed = run(main(), timeout=90)
         assert len(new) == 2 and not old & new
         assert closed.error_code == H3_NO_ERROR
+
+
+RELOAD_APP = '''\
+import asyncio
+import os
+
+VERSION = "{version}"
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)
+    body = f"{{VERSION}} pid={{os.getpid()}}".encode()
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": body}})
+'''
+
+
+def test_reload_keeps_the_udp_socket_and_drains_the_old_server(certs: H3Certs, tmp_path: Path,
+                                                               pounce_process: Any) -> None:
+    """--reload --http3: the parent keeps the UDP socket and the router; a
+    request in flight on the old server finishes while new connections
+    reach the new one."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text(RELOAD_APP.format(version="one"))
+    proc = pounce_process("app:app", "--reload", "--reload-dir", str(project), "--port", "0", *certs.args(),
+                          cwd=project)
+    deadline = time.monotonic() + 20
+    while "is serving" not in proc.output():
+        assert time.monotonic() < deadline, proc.output()
+        time.sleep(0.05)
+    port = int(proc.url.rsplit(":", 1)[1])
+
+    async def main() -> tuple[bytes, bytes, Any, bytes]:
+        async with h3_connect(port, certs.ca_pem) as held:
+            first = (await held.request("GET", "/")).body
+            in_flight = held.open("GET", "/slow", end=True)
+            (project / "app.py").write_text(RELOAD_APP.format(version="two"))
+            await asyncio.wait_for(held.protocol.goaway.wait(), 30)
+            finished = (await in_flight.done(20)).body
+            deadline = time.monotonic() + 20
+            while held.protocol.terminated is None:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            closed = held.protocol.terminated
+        async with h3_connect(port, certs.ca_pem) as fresh:
+            after = (await fresh.request("GET", "/")).body
+        return first, finished, closed, after
+
+    first, finished, closed, after = run(main(), timeout=90)
+    assert first.startswith(b"one pid=") and finished.startswith(b"one pid=")
+    assert after.startswith(b"two pid=") and after.split(b"=")[1] != first.split(b"=")[1]
+    assert closed.error_code == H3_NO_ERROR

@@ -8,7 +8,9 @@ them (``pounce_bind_listeners``). It returns them as :class:`Listener`
 objects. The core hands every listener to every worker the way it hands the
 TCP sockets: the same objects for the single worker, duplicated descriptors
 for thread workers, inherited descriptors for worker processes
-(:meth:`Listener.spec` and :meth:`Listener.from_spec`). Inside each worker
+(:meth:`Listener.spec` and :meth:`Listener.from_spec`); a server started by
+another pounce process (the reload plugin's children) inherits its parent's
+listeners (:func:`hand_down`) rather than binding them again. Inside each worker
 the plugin that made a listener starts serving it (``pounce_serve_listeners``)
 and returns a :class:`ListenerService`, which the worker stops at the drain
 and closes when it ends.
@@ -21,7 +23,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Listener", "ListenerService", "ListenerSpec"]
+__all__ = ["Listener", "ListenerService", "ListenerSpec", "hand_down", "take_inherited"]
 
 # (kind, label, options, descriptors): a listener as plain picklable data.
 ListenerSpec = tuple[str, str, dict[str, Any], list[int]]
@@ -85,6 +87,26 @@ class Listener:
                 seen.add(fd)
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+# Listeners this process got from the one that started it (the reload
+# plugin's server children inherit the parent's), for the next Server's BIND.
+_inherited: list[Listener] = []
+
+
+def hand_down(specs: list[ListenerSpec]) -> None:
+    """In a child process: adopt listeners the parent bound (their
+    descriptors were inherited), so that BIND reuses them instead of binding
+    the same address again (``pounce_bind_listeners`` gets them as
+    ``inherited``)."""
+    _inherited[:] = [Listener.from_spec(spec) for spec in specs]
+
+
+def take_inherited() -> list[Listener]:
+    """The inherited listeners, once (the Server that takes them owns them)."""
+    taken = list(_inherited)
+    _inherited.clear()
+    return taken
 
 
 class ListenerService(Protocol):

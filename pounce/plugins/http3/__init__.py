@@ -110,26 +110,39 @@ def pounce_check_info(config: ServerConfig) -> list[str] | None:
 
 
 @hookimpl
-def pounce_bind_listeners(config: ServerConfig, sockets: list[socket.socket]) -> Listener | None:
+def pounce_bind_listeners(config: ServerConfig, sockets: list[socket.socket],
+                          inherited: list[Listener]) -> Listener | None:
+    """The UDP socket, bound beside the TCP one (same address, same port
+    number unless ``[http3] port``); with several workers, or several
+    generations of them (reload), the datagram router too."""
     settings = H3Settings.from_config(config)
-    if settings is None:
-        return None
-    port = settings.port or _tcp_port(sockets) or config.port
-    udp = bind_udp(settings.host, port)
+    if settings is None or any(listener.kind == KIND for listener in inherited):
+        return None  # off, or bound by the parent process (reload)
+    host, tcp_port = _tcp_address(sockets)
+    host = host or settings.host
+    udp = bind_udp(host, settings.port or tcp_port or config.port)
     port = udp.getsockname()[1]
     options = settings.as_options()
     options["port"] = port
-    label = f"udp://{format_host(settings.host)}:{port} (HTTP/3)"
-    from pounce.core.server import resolve_workers
-
-    if resolve_workers(config.workers) == 1:
+    label = f"udp://{format_host(host)}:{port} (HTTP/3)"
+    if not _routed(config):
         return Listener(KIND, label, [udp], options=options)
     from pounce.plugins.http3.router import Router
 
-    options["route_key"] = key = os.urandom(16)
+    key = os.urandom(16)
+    options["route_key"] = key.hex()
     router = Router(udp, key)
     router.start()
     return Listener(KIND, label, [udp, router.worker_end], options=options, on_close=router.stop)
+
+
+def _routed(config: ServerConfig) -> bool:
+    """Whether more than one process or thread will serve the UDP socket:
+    several workers, or the reload plugin, whose old and new server
+    overlap while the old one drains."""
+    from pounce.core.server import resolve_workers
+
+    return resolve_workers(config.workers) > 1 or bool(config.section("reload").get("enabled"))
 
 
 @hookimpl
@@ -158,11 +171,14 @@ def advertise(ctx: Any, port: int, max_age: int) -> None:
         ctx.update_date()
 
 
-def _tcp_port(sockets: list[socket.socket]) -> int:
+def _tcp_address(sockets: list[socket.socket]) -> tuple[str | None, int]:
+    """The address and port of the first TCP listener (an inherited ``fd``
+    included), or (None, 0)."""
     for sock in sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            return int(sock.getsockname()[1])
-    return 0
+            name = sock.getsockname()
+            return str(name[0]), int(name[1])
+    return None, 0
 
 
 def bind_udp(host: str, port: int) -> socket.socket:

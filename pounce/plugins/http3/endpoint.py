@@ -62,7 +62,7 @@ class QuicEndpoint:
         self.sock.setblocking(False)
         self.control: socket.socket | None = listener.sockets[1] if len(listener.sockets) > 1 else None
         self.channel: socket.socket | None = None
-        self.route_key: bytes = listener.options.get("route_key", b"")
+        self.route_key = bytes.fromhex(listener.options.get("route_key", ""))
         self.tag = 0
         self.configuration = quic_configuration(settings)
         self.versions = list(self.configuration.supported_versions)

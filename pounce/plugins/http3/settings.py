@@ -67,11 +67,10 @@ class H3Settings:
                 f"{where(config, 'http3', 'enabled')}: expected [tls] cert_reqs \"none\" or \"optional\" "
                 "(HTTP/3 does not ask for client certificates, so it would bypass the requirement), "
                 "found \"required\"")
-        if config.uds or config.fd is not None:
-            what = "uds" if config.uds else "fd"
+        if config.uds and not section.get("port"):
             raise ConfigError(
-                f"{where(config, 'http3', 'enabled')}: expected pounce to bind a host and port itself "
-                f"(HTTP/3 needs a UDP port beside the TCP one), found [server] {what} set")
+                f"{where(config, 'http3', 'port')}: expected a UDP port for HTTP/3 (the server listens "
+                "on a unix socket, so there is no TCP port number to share), found 0")
         return cls(
             host=config.host,
             port=int(section.get("port", 0)),
