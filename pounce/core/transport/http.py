@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pounce.core.asgi.scope import ConnectionInfo, build_scope, peer_addresses
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
@@ -37,6 +37,7 @@ from pounce.core.protocol.events import (
 )
 from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
 from pounce.core.protocol.responses import error_response
+from pounce.core.transport.files import send_file
 from pounce.core.transport.tls import tls_extension
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         client, server = peer_addresses(transport.get_extra_info("peername"),
                                         transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
-        self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None)
+        self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None,
+                                   pathsend=True)
         connections = ctx.connections
         connections.add(self)
         if ctx.limit_concurrency and len(connections) > ctx.limit_concurrency:
@@ -290,6 +292,21 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._drain_waiter = self.loop.create_future()
             await self._drain_waiter
             self._drain_waiter = None
+
+    async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
+                        file: BinaryIO, offset: int, count: int) -> None:
+        conn = self.conn
+        self._write_or_raise(stream, conn.response(status, headers, b"", True))
+        if count and not conn.bodiless:
+            try:
+                await send_file(self.loop, self.transport, file, offset, count, self.ctx,  # type: ignore[arg-type]
+                                self.drain)
+            except (ConnectionError, RuntimeError, OSError) as exc:
+                # The client went away mid-file (or the transport closed).
+                stream.on_disconnect()
+                raise ClientDisconnected("the client has disconnected") from exc
+            conn.body_written(count)
+        self.write(conn.body(b"", False))
 
     def abort(self, stream: HttpStream | None = None) -> None:
         """End the connection: the stream's response cannot be completed.

@@ -74,6 +74,10 @@ class WorkerContext(AppContext):
         # not the bytearray: asyncio's TLS layer fills it in slices, and a
         # bytearray slice would be a copy.
         self.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        # http.response.pathsend: bytes sent by the kernel's sendfile, and
+        # bytes copied through the event loop (TLS, no sendfile).
+        self.sendfile_bytes = 0
+        self.copied_file_bytes = 0
 
         http = config.http
         self.keep_alive_timeout: float = config.timeout_keep_alive
