@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from pounce.core.transport.worker import WorkerContext
+    from pounce.core.transport.context import WorkerContext
 
 __all__ = ["send_file"]
 

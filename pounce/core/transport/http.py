@@ -27,21 +27,25 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pounce.core.asgi.scope import ConnectionInfo, build_scope, peer_addresses
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
+from pounce.core.asgi.websocket import WebSocketStream
 from pounce.core.protocol.events import (
     ConnectionClosed,
     Data,
     EndOfMessage,
+    LocalProtocolError,
     Paused,
     ProtocolError,
     Request,
 )
 from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
 from pounce.core.protocol.responses import error_response
+from pounce.core.protocol.websocket import HandshakeError, parse_handshake
 from pounce.core.transport.files import send_file
 from pounce.core.transport.tls import tls_extension
+from pounce.core.transport.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
-    from pounce.core.transport.worker import WorkerContext
+    from pounce.core.transport.context import WorkerContext
 
 __all__ = ["HttpProtocol", "set_nodelay"]
 
@@ -251,13 +255,54 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         upgrade = request.upgrade
         if upgrade is not None and ctx.websocket.enabled and upgrade.lower() == b"websocket":
-            from pounce.core.transport.websocket import upgrade_to_websocket
-
-            upgrade_to_websocket(self, request)
+            self.upgrade_to_websocket(request)
             return
         stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
         self.stream = stream
         stream.start()
+
+    def upgrade_to_websocket(self, request: Request) -> None:
+        """Hand the transport over to WebSocket for an ``Upgrade: websocket``.
+
+        Called right after the request head was read: the HTTP/1.1 connection
+        then holds exactly the bytes that followed the head (frames a client
+        sent early). ``limit_concurrency`` and draining were checked already.
+        A malformed handshake is answered (400/426) without calling the app.
+        """
+        ctx = self.ctx
+        conn = self.conn
+        try:
+            handshake = parse_handshake(request)
+        except HandshakeError as exc:
+            logger.debug("bad WebSocket handshake from %s: %s", self.client, exc)
+            conn.keep_alive = False
+            body = (str(exc) + "\n").encode("utf-8")
+            try:
+                self.write(conn.response(exc.status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                                      *exc.headers], body, False))
+            except LocalProtocolError:
+                pass
+            self._close()
+            return
+        transport = self.transport
+        assert transport is not None
+        scope = build_scope(ctx, self.info, request, "websocket")  # type: ignore[arg-type]
+        scope["subprotocols"] = handshake.subprotocols
+        scope["extensions"]["websocket.http.response"] = {}
+        early = conn.take_held()
+        conn.keep_alive = False  # a denial response ends the connection
+        ws = WebSocketProtocol(ctx, transport, conn, handshake)
+        ws.stream = WebSocketStream(ws, ctx, scope, handshake, early)
+        # From here on this protocol neither reads nor writes, and it no
+        # longer counts as a connection of its own.
+        self._cancel_timer()
+        transport.set_protocol(ws)
+        self.closed = True
+        ctx.connections.discard(self)
+        ctx.connections.add(ws)
+        if self.read_paused:
+            transport.resume_reading()
+        ws.stream.start()
 
     # -- StreamOwner: what the stream asks of the connection -------------------------
 
