@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +10,7 @@ from typing import Any
 import pytest
 
 from pounce.testing import ServerProcess, ServerThread
-
-ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
+from tests.helpers import subprocess_env
 
 
 @pytest.fixture
@@ -50,28 +45,6 @@ def pounce_process(tmp_path: Path) -> Iterator[Any]:
         proc.__exit__(None, None, None)
 
 
-def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for subprocesses: test apps importable, no POUNCE_* leaks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    if extra:
-        env.update(extra)
-    return env
-
-
-# The older name, kept for tests written against it; not a test itself.
-test_env = subprocess_env
-test_env.__test__ = False  # type: ignore[attr-defined]
-
-
-def need_command(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (make system-deps installs it)")
-    return path
-
-
 class Errors(logging.Handler):
     """ERROR records of pounce and asyncio during a test."""
 
@@ -95,6 +68,3 @@ def errors() -> Iterator[Errors]:
     yield handler
     for logger in loggers:
         logger.removeHandler(handler)
-
-
-PYTHON = sys.executable

@@ -1,4 +1,4 @@
-"""Apps for tests/test_reliability_*.py (importable as ``reliabilityapps:NAME``
+"""Apps for tests/reliability/ (importable as ``reliabilityapps:NAME``
 in subprocesses: the fault tests run pounce as a user would)."""
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, need_command
+
+from tests.helpers import ROOT, need_command
 
 RECIPE = """
     proxy_http_version 1.1;

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pounce.testing import run_pounce
-from tests.conftest import subprocess_env
+from tests.helpers import subprocess_env
 
 DESIGN_FLAGS = (
     "--host --port --uds --fd --workers --reload --reload-dir --reload-include --reload-exclude "

@@ -22,7 +22,7 @@ import pytest
 
 from pounce.plugins.reload import ChangeFilter
 from pounce.testing import ServerThread, run_pounce
-from tests.conftest import subprocess_env
+from tests.helpers import subprocess_env
 
 APP = '''\
 import os

@@ -1,4 +1,4 @@
-"""The hostile-input corpus (tests/http_corpus.py) against a real pounce.
+"""The hostile-input corpus (tests/reliability/http_corpus.py) against a real pounce.
 
 Every case: the documented status, a closed connection, the app never called
 for a refused request, and the worker still answering a valid request next.
@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_corpus import CORPUS, Case, corpus_app, run_case, valid_request
 
 from pounce.testing import ServerThread
+from tests.reliability.http_corpus import CORPUS, Case, corpus_app, run_case, valid_request
 
 
 class Recorder:

@@ -23,7 +23,7 @@ import trustme
 from pounce import hookimpl
 from pounce.plugins.tls import build_context
 from pounce.testing import ServerThread, run_pounce
-from tests.conftest import need_command, test_env
+from tests.helpers import ROOT, need_command, subprocess_env
 
 # -- certificates --------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ def test_cert_reqs_uvicorn_numbers(tmp_path: Path, certs: Certs) -> None:
     """``--ssl-cert-reqs 2`` means required, as in uvicorn."""
     result = run_pounce(["testapps:hello", "--ssl-certfile", certs.both, "--ssl-cert-reqs", "2",
                          "--ssl-ca-certs", certs.ca_pem, "--check"],
-                        cwd=tmp_path, env=test_env())
+                        cwd=tmp_path, env=subprocess_env())
     assert result.returncode == 0, result.stderr
     assert "required" in result.stdout
 
@@ -342,7 +342,7 @@ def test_config_errors_exit_2_before_binding(tmp_path: Path, certs: Certs, case:
         "missing_ca": ["--ssl-certfile", certs.both, "--ssl-ca-certs", str(tmp_path / "none.pem"),
                        "--ssl-cert-reqs", "required"],
     }[case]
-    result = run_pounce(["testapps:hello", "--port", "0", *args], cwd=tmp_path, env=test_env(), timeout=30)
+    result = run_pounce(["testapps:hello", "--port", "0", *args], cwd=tmp_path, env=subprocess_env(), timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -355,14 +355,14 @@ def test_config_errors_exit_2_before_binding(tmp_path: Path, certs: Certs, case:
 def test_config_error_names_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "pounce.toml").write_text('[server]\napp = "testapps:hello"\nport = 0\n'
                                           '[tls]\ncertfile = "missing.pem"\n')
-    result = run_pounce([], cwd=tmp_path, env=test_env())
+    result = run_pounce([], cwd=tmp_path, env=subprocess_env())
     assert result.returncode == 2
     assert result.stderr.strip().startswith("pounce: error: pounce.toml: [tls] certfile: expected"), result.stderr
     assert "'missing.pem' (no such file)" in result.stderr
 
 
 def test_config_error_names_the_environment(tmp_path: Path) -> None:
-    env = test_env({"POUNCE_TLS_CERTFILE": str(tmp_path / "gone.pem")})
+    env = subprocess_env({"POUNCE_TLS_CERTFILE": str(tmp_path / "gone.pem")})
     result = run_pounce(["testapps:hello", "--port", "0"], cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "environment POUNCE_TLS_CERTFILE: expected" in result.stderr
@@ -636,8 +636,7 @@ def test_tls_works_across_asyncio_loops(certs: Certs) -> None:
 def test_every_worker_mode(pounce_process, certs: Certs, mode: str) -> None:
     """Threads share the main process's context; each process builds its own
     from the config. Every worker answers over TLS with the tls extension."""
-    root = Path(__file__).resolve().parent.parent
-    proc = pounce_process("tests.test_tls:tls_app", "--app-dir", str(root), "--port", "0", "--workers", "2",
+    proc = pounce_process("tests.integration.test_tls:tls_app", "--app-dir", str(ROOT), "--port", "0", "--workers", "2",
                           "--worker-mode", mode, "--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key,
                           "--ssl-ca-certs", certs.ca_pem, "--ssl-cert-reqs", "optional")
     assert proc.url.startswith("https://")
@@ -725,7 +724,7 @@ def test_unreadable_file_permission_denied(tmp_path: Path, certs: Certs) -> None
     locked = Path(certs.write("locked.pem", certs.server.private_key_and_cert_chain_pem.bytes()))
     locked.chmod(0)
     result = run_pounce(["testapps:hello", "--port", "0", "--ssl-certfile", str(locked)],
-                        cwd=tmp_path, env=test_env())
+                        cwd=tmp_path, env=subprocess_env())
     assert result.returncode == 2
     assert "(permission denied)" in result.stderr
 

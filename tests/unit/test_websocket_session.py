@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import h11
 import pytest
-from wsclient import KEY, close_frame, frame
 
 from pounce.core.wssession import (
     HandshakeError,
@@ -15,6 +14,7 @@ from pounce.core.wssession import (
     negotiate_deflate,
     parse_handshake,
 )
+from tests.wsclient import KEY, close_frame, frame
 
 
 def request(**headers: str) -> h11.Request:

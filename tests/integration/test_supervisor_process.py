@@ -11,19 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPS
-from test_supervisor_apps import Load
+from supervisorapps import Load
 
 from pounce.testing import ServerProcess, run_pounce
+from tests.helpers import APPS
 
-TESTS = Path(__file__).resolve().parent
-PYTHONPATH = os.pathsep.join([str(TESTS), str(APPS)])
+PYTHONPATH = str(APPS)
 
 READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 
 
 def start(pounce_process: Any, *args: str) -> ServerProcess:
-    return pounce_process("test_supervisor_apps:app", "--port", "0", *args,
+    return pounce_process("supervisorapps:app", "--port", "0", *args,
                           env={"PYTHONPATH": PYTHONPATH})
 
 
@@ -167,7 +166,7 @@ def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> Non
 
 def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: Any, tmp_path: Path) -> None:
     proc = ServerProcess(
-        ["test_supervisor_apps:crash_in_workers", "--factory", "--port", "0", "--workers", "2",
+        ["supervisorapps:crash_in_workers", "--factory", "--port", "0", "--workers", "2",
          "--worker-mode", "process"],
         cwd=tmp_path, wait_for_banner=False,
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
@@ -190,7 +189,7 @@ def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: An
     wait_ready(proc, 2)
     import threading
 
-    from test_supervisor_apps import _one
+    from supervisorapps import _one
 
     host, port = proc.url.split("//")[1].rsplit(":", 1)
     stuck = threading.Thread(target=_one, args=(host, int(port), "/block?30"), daemon=True)
@@ -241,7 +240,7 @@ def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
     wait_ready(proc, 2)
     import threading
 
-    from test_supervisor_apps import _one
+    from supervisorapps import _one
 
     host, port = proc.url.split("//")[1].rsplit(":", 1)
     threading.Thread(target=_one, args=(host, int(port), "/?sleep=30"), daemon=True).start()
@@ -259,7 +258,7 @@ def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
 
 def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path) -> None:
     path = tmp_path / "app.sock"
-    proc = pounce_process("test_supervisor_apps:app", "--uds", str(path), "--workers", "2",
+    proc = pounce_process("supervisorapps:app", "--uds", str(path), "--workers", "2",
                           "--worker-mode", "process", env={"PYTHONPATH": PYTHONPATH})
     wait_ready(proc, 2)
     proc.signal(signal.SIGHUP)
@@ -331,7 +330,7 @@ def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "SUPERVISOR_TEST_MARKER": str(tmp_path / "calls"),
            "SUPERVISOR_TEST_LIMIT": "2", "POUNCE_SUPERVISOR_MAX_RESTARTS": "3",
            "POUNCE_SUPERVISOR_BACKOFF": "0.05"}
-    proc = ServerProcess(["test_supervisor_apps:crash_after", "--factory", "--port", "0", "--workers", "2",
+    proc = ServerProcess(["supervisorapps:crash_after", "--factory", "--port", "0", "--workers", "2",
                           "--worker-mode", "process"], cwd=tmp_path, env=env)
     try:
         proc.start()

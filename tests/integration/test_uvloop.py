@@ -4,7 +4,7 @@ Skipped when uvloop is not installed: it is optional, and installing it
 into the test environment would switch every other test to it too (the
 default ``loop = "auto"`` prefers it). Run with uvloop importable to cover
 it, e.g. ``pip install --target /tmp/uvloop-site uvloop`` and
-``PYTHONPATH=/tmp/uvloop-site pytest tests/test_uvloop.py``.
+``PYTHONPATH=/tmp/uvloop-site pytest tests/integration/test_uvloop.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Apps and the load generator for the supervisor tests (no tests here).
 
-Importable as ``test_supervisor_apps:NAME`` in server subprocesses (the tests
+Importable as ``supervisorapps:NAME`` in server subprocesses (the tests
 put this directory on PYTHONPATH). Run as a script it is the load generator:
-``python test_supervisor_apps.py URL SECONDS CONCURRENCY PATH`` sends
+``python supervisorapps.py URL SECONDS CONCURRENCY PATH`` sends
 requests on fresh connections from CONCURRENCY threads for SECONDS and prints
 one JSON line per request: start and end (wall clock), ok, and the body or
 the error.

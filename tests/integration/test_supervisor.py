@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import test_supervisor_apps as apps
+import supervisorapps as apps
 
 from pounce import PounceError, hookimpl
 from pounce.core.lifecycle import (
@@ -288,7 +288,7 @@ def test_shutdown_from_another_thread_finishes_in_flight_requests() -> None:
 
 def test_process_mode_in_process_server_each_worker_runs_lifespan(tmp_path: Any) -> None:
     config = tmp_path / "pounce.toml"
-    config.write_text('[server]\napp = "test_supervisor_apps:app"\n')
+    config.write_text('[server]\napp = "supervisorapps:app"\n')
     srv = ServerThread(apps.app, config_path=config, workers=2, worker_mode="process").start()
     try:
         assert srv.server.worker_mode == "process"
@@ -322,7 +322,7 @@ def test_process_worker_crash_sequence(tmp_path: Any) -> None:
     import signal
 
     config = tmp_path / "pounce.toml"
-    config.write_text('[server]\napp = "test_supervisor_apps:app"\n')
+    config.write_text('[server]\napp = "supervisorapps:app"\n')
     with ServerThread(apps.app, config_path=config, workers=2, worker_mode="process") as srv:
         sup = supervisor_for(srv.server)
         assert sup is not None

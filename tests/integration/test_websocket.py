@@ -15,9 +15,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from wsclient import KEY, RawClient, close_frame, frame, handshake_request
 
 from pounce.demo import app as demo_app
+from tests.wsclient import KEY, RawClient, close_frame, frame, handshake_request
 
 # What the apps below saw, for the test to check (apps run in the server thread).
 seen: list[Any] = []

@@ -8,7 +8,7 @@ import pytest
 
 from pounce import ConfigError, ServerConfig
 from pounce.testing import run_pounce
-from tests.conftest import subprocess_env as test_env
+from tests.helpers import subprocess_env
 
 
 def write(tmp_path: Path, text: str, name: str = "pounce.toml") -> Path:
@@ -18,7 +18,7 @@ def write(tmp_path: Path, text: str, name: str = "pounce.toml") -> Path:
 
 
 def check(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
-    return run_pounce(["--check", *args], cwd=tmp_path, env=test_env(env))
+    return run_pounce(["--check", *args], cwd=tmp_path, env=subprocess_env(env))
 
 
 def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_bad_cli_value(tmp_path: Path) -> None:
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
-    result = run_pounce(["--config", "nope.toml", "--check"], cwd=tmp_path, env=test_env())
+    result = run_pounce(["--config", "nope.toml", "--check"], cwd=tmp_path, env=subprocess_env())
     assert result.returncode == 2
     assert "nope.toml: config file not found" in result.stderr
 

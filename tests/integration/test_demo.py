@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, need_command
+from tests.helpers import ROOT, need_command
 
 
 def test_demo_endpoints(pounce_process) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
-from pathlib import Path
 
 from pounce.core import hookspecs
 from pounce.core.reference import render
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def hook_names() -> list[str]:

@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import need_command
 from websockets.asyncio.client import connect
 
 from pounce.demo import app as demo_app
+from tests.helpers import need_command
 
 MESSAGE = "héllo from chromium ✓"
 seen: list[dict[str, Any]] = []

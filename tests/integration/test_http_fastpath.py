@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawio import read_until_closed
 
 from pounce.core import h1fast, http11
 from pounce.testing import ServerThread
 from testapps import read_body
+from tests.helpers import read_until_closed
 
 READ_TIMEOUT = 3.0
 

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_corpus import corpus_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pounce.testing import ServerThread
+from tests.reliability.http_corpus import corpus_app
 
 VALID = (
     b"POST /path?q=1 HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n"

@@ -146,7 +146,7 @@ def test_no_version_leaked_and_no_request_data_echoed(serve: Any, server_header:
 
 
 def test_uds_permissions_from_the_command_line(pounce_process: Any, tmp_path: Path) -> None:
-    """Covered in-process by tests/test_server.py::test_uds_permissions; this
+    """Covered in-process by tests/integration/test_server.py::test_uds_permissions; this
     is the flag a deployment uses, and the socket answers."""
     path = tmp_path / "app.sock"
     pounce_process("testapps:hello", "--uds", str(path), "--uds-permissions", "660")

@@ -22,7 +22,7 @@ import pytest
 
 from pounce import hookimpl
 from pounce.testing import run_pounce
-from tests.conftest import subprocess_env as test_env
+from tests.helpers import ROOT, subprocess_env
 
 # The documented text line: time, level, worker, logger, message.
 TEXT_LINE = re.compile(
@@ -183,7 +183,7 @@ def test_access_log_format_fields(pounce_process: Any, tmp_path: Path) -> None:
 )
 def test_bad_access_log_format_is_a_config_error(tmp_path: Path, fmt: str, why: str) -> None:
     (tmp_path / "pounce.toml").write_text(f"[logging]\naccess_log_format = '{fmt}'\n")
-    env = test_env()
+    env = subprocess_env()
     for extra in ([], ["--check"]):
         result = run_pounce(["testapps:hello", "--port", "0", *extra], cwd=tmp_path, env=env)
         assert result.returncode == 2, result.stderr
@@ -194,7 +194,7 @@ def test_bad_access_log_format_is_a_config_error(tmp_path: Path, fmt: str, why: 
     # The environment is checked the same way.
     (tmp_path / "pounce.toml").unlink()
     result = run_pounce(["testapps:hello", "--port", "0"], cwd=tmp_path,
-                        env=test_env({"POUNCE_LOGGING_ACCESS_LOG_FORMAT": fmt}))
+                        env=subprocess_env({"POUNCE_LOGGING_ACCESS_LOG_FORMAT": fmt}))
     assert result.returncode == 2 and "environment POUNCE_LOGGING_ACCESS_LOG_FORMAT: expected" in result.stderr
 
 
@@ -269,7 +269,7 @@ def test_bad_dict_config_file_is_a_config_error(tmp_path: Path, name: str, conte
                                                 message: str) -> None:
     if content is not None:
         (tmp_path / name).write_text(content)
-    result = run_pounce(["testapps:hello", "--port", "0", "--log-config", name], cwd=tmp_path, env=test_env())
+    result = run_pounce(["testapps:hello", "--port", "0", "--log-config", name], cwd=tmp_path, env=subprocess_env())
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -354,7 +354,7 @@ def test_colour_only_on_a_terminal(tmp_path: Path) -> None:
     """stderr on a pseudo-terminal gets coloured level names; a pipe never does
     (checked in the text-format test)."""
     master, slave = pty.openpty()
-    env = test_env()
+    env = subprocess_env()
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pounce", "testapps:hello", "--host", "127.0.0.1", "--port", "0"],
@@ -410,11 +410,11 @@ def test_records_from_several_processes_never_interleave(tmp_path: Path, nonbloc
     script.write_text(WRITER)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, not nonblocking)
-    env = test_env()
+    env = subprocess_env()
     env.pop("PYTHONUNBUFFERED", None)
     procs = [
         subprocess.Popen([sys.executable, str(script), tag], stderr=write_fd, stdin=subprocess.DEVNULL,
-                         cwd=Path(__file__).resolve().parent.parent, env=env)
+                         cwd=ROOT, env=env)
         for tag in "abcd"
     ]
     os.close(write_fd)

@@ -22,8 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Errors, subprocess_env
-from rawio import read_until_closed
+from conftest import Errors
+
+from tests.helpers import read_until_closed, subprocess_env
 
 Scope = dict[str, Any]
 

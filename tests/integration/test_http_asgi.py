@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from rawio import read_until_closed
 
 from testapps import read_body
+from tests.helpers import read_until_closed
 
 Scope = dict[str, Any]
 

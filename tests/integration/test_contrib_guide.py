@@ -22,8 +22,8 @@ import pytest
 
 from pounce.core import hookspecs
 from pounce.testing import ServerProcess, run_pounce
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "plugins.md"
 BLOCK = re.compile(r"^```(\w+) file=(\S+)\n(.*?)^```$", re.M | re.S)
 

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Errors
-from rawio import read_until_closed
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, read_until_closed
+
 CRASHES = sorted((ROOT / "fuzz" / "crashes").glob("*"))
 
 
