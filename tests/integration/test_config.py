@@ -1,4 +1,5 @@
-"""Configuration: precedence, validation errors, and the frozen result."""
+"""Configuration through the `pounce` command (`--check`): precedence, one-line
+validation errors with exit 2 (the in-process side is tests/unit/test_config_load.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pounce import ConfigError, ServerConfig
 from pounce.testing import run_pounce
 from tests.helpers import subprocess_env
 
@@ -30,26 +30,6 @@ def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
     assert "backlog = 200    # from env" in out
     assert 'root_path = "/file"    # from pounce.toml' in out
     assert "timeout_keep_alive = 5.0\n" in out  # default, no origin note
-
-
-def test_load_with_overrides_is_frozen(tmp_path: Path) -> None:
-    path = write(tmp_path, '[server]\nport = 7001\n[logging]\nlevel = "debug"\n')
-    config = ServerConfig.load(path, env={}, port=7005, logging_level="warning")
-    assert config.port == 7005
-    assert config.logging.level == "warning"
-    assert config.origin("server", "port") == "override"
-    assert config.get("http", "max_incomplete_event_size") == 16384
-    with pytest.raises(AttributeError):
-        config.port = 1  # type: ignore[misc]
-    assert config.replace(port=9).port == 9 and config.port == 7005
-
-
-def test_env_var_typed(tmp_path: Path) -> None:
-    config = ServerConfig.load(None, env={"POUNCE_SERVER_PROXY_HEADERS": "false",
-                                          "POUNCE_SERVER_FORWARDED_ALLOW_IPS": "10.0.0.0/8, 127.0.0.1"},
-                               discover=False)
-    assert config.proxy_headers is False
-    assert config.forwarded_allow_ips == ("10.0.0.0/8", "127.0.0.1")
 
 
 def test_pyproject_tool_section(tmp_path: Path) -> None:
@@ -119,23 +99,10 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert "nope.toml: config file not found" in result.stderr
 
 
-def test_unknown_override() -> None:
-    with pytest.raises(ConfigError, match="override prot: unknown option .did you mean 'port'"):
-        ServerConfig.load(None, env={}, discover=False, prot=1)
-
-
 def test_header_option_keeps_commas(tmp_path: Path) -> None:
     result = check(tmp_path, "testapps:hello", "--header", "X-A: 1, 2", "--header", "X-B:3")
     assert result.returncode == 0, result.stderr
     assert 'headers = ["X-A: 1, 2", "X-B:3"]' in result.stdout
-
-
-def test_ssl_cert_reqs_accepts_uvicorn_numbers() -> None:
-    for given, expected in (("0", "none"), ("1", "optional"), ("2", "required"), (2, "required")):
-        config = ServerConfig.load(None, env={}, discover=False, tls_cert_reqs=given)
-        assert config.tls.cert_reqs == expected
-    env = ServerConfig.load(None, env={"POUNCE_TLS_CERT_REQS": "1"}, discover=False)
-    assert env.tls.cert_reqs == "optional"
 
 
 def test_check_runs_plugin_validation(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from pounce.plugins.reload import ChangeFilter
 from pounce.testing import ServerThread, run_pounce
 from tests.helpers import subprocess_env
 
@@ -376,17 +375,6 @@ def test_include_exclude_and_several_dirs(pounce_process: Any, project: Path) ->
 
     (other / "helper2.py").write_text(helper2("lib2"))  # the second directory
     wait_value(proc.url, "lib2")
-
-
-def test_change_filter_rules(tmp_path: Path) -> None:
-    rule = ChangeFilter([tmp_path], ["*.py", "templates/*.html"], [".*", "*.pyc", "__pycache__", "build"])
-    yes = ["app.py", "pkg/mod.py", "templates/a.html", "a/templates/b.html"]
-    no = ["a.txt", "x.html", ".venv/lib/site.py", "__pycache__/a.py", ".git/hooks/x.py", "build/gen.py",
-          ".app.py.swp", "app.py~", ".#app.py", "4913", "#app.py#", "mod.pyc", ".hidden.py"]
-    for rel in yes:
-        assert rule(None, str(tmp_path / rel)), rel
-    for rel in no:
-        assert not rule(None, str(tmp_path / rel)), rel
 
 
 # -- stopping, errors, --check ------------------------------------------------------------

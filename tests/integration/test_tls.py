@@ -549,17 +549,6 @@ def test_third_party_context_without_tls_section(serve) -> None:
     assert get_json(srv, context)["scheme"] == "https"
 
 
-def test_build_context_is_pure(certs: Certs) -> None:
-    """Two calls give two independent contexts (what a process worker does)."""
-    from pounce import ServerConfig
-
-    config = ServerConfig.load(None, env={}, discover=False, tls_certfile=certs.both)
-    first, second = build_context(config), build_context(config)
-    assert isinstance(first, ssl.SSLContext) and isinstance(second, ssl.SSLContext)
-    assert first is not second
-    assert build_context(ServerConfig.load(None, env={}, discover=False)) is None
-
-
 # -- certificate reload -------------------------------------------------------------------
 
 
