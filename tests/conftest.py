@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pounce.testing import ServerProcess, ServerThread
+from pounce.testing import LogRecords, ServerProcess, ServerThread, capture_logs
 from tests.helpers import subprocess_env
 
 
@@ -45,26 +44,8 @@ def pounce_process(tmp_path: Path) -> Iterator[Any]:
         proc.__exit__(None, None, None)
 
 
-class Errors(logging.Handler):
-    """ERROR records of pounce and asyncio during a test."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
-
-
 @pytest.fixture
-def errors() -> Iterator[Errors]:
-    handler = Errors()
-    loggers = [logging.getLogger(n) for n in ("pounce", "asyncio")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield handler
-    for logger in loggers:
-        logger.removeHandler(handler)
+def errors() -> Iterator[LogRecords]:
+    """ERROR records of pounce and asyncio during the test (``errors.records``)."""
+    with capture_logs() as records:
+        yield records

@@ -12,9 +12,9 @@ reached app is visible from outside too.
 
 from __future__ import annotations
 
-import socket
-import time
 from dataclasses import dataclass
+
+from tests.helpers import connect, read_until_closed
 
 
 @dataclass(frozen=True)
@@ -154,32 +154,12 @@ class Outcome:
 
 def run_case(address: tuple[str, int] | str, case: Case, timeout: float = 2.0) -> Outcome:
     """Send one case on a fresh connection and read what comes back."""
-    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    data = b""
-    closed = False
-    try:
-        sock.connect(address)
+    with connect(address, timeout) as sock:
         try:
             sock.sendall(case.data)
         except OSError:
             pass  # the server may close before reading everything
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            except OSError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            data += chunk
-    finally:
-        sock.close()
+        data, closed = read_until_closed(sock, timeout)
     return parse_outcome(data, closed)
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -22,20 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Errors
 
-from tests.helpers import read_until_closed, subprocess_env
+from pounce.testing import LogRecords, wait_for
+from tests.helpers import accept_queue, connect, read_until_closed, rst_close, settled, subprocess_env
 
 Scope = dict[str, Any]
-
-
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
-
-
-def rst_close(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def still_serves(port: int) -> None:
@@ -71,7 +60,7 @@ INVALID: dict[str, list[dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("name", list(INVALID))
-def test_invalid_app_messages_are_refused_never_written(serve: Any, errors: Errors, name: str) -> None:
+def test_invalid_app_messages_are_refused_never_written(serve: Any, errors: LogRecords, name: str) -> None:
     """Whatever the app sends wrong before its response is on the wire, the
     client gets a clean 500 and none of the app's bytes; the error is logged
     and the next request is served."""
@@ -99,7 +88,7 @@ def test_invalid_app_messages_are_refused_never_written(serve: Any, errors: Erro
     still_serves(srv.port)
 
 
-def test_invalid_message_after_the_head_is_out_closes_without_writing(serve: Any, errors: Errors) -> None:
+def test_invalid_message_after_the_head_is_out_closes_without_writing(serve: Any, errors: LogRecords) -> None:
     """Once the head is on the wire a 500 is impossible: the connection is
     closed, and the invalid message adds nothing to it."""
 
@@ -125,7 +114,7 @@ def test_invalid_message_after_the_head_is_out_closes_without_writing(serve: Any
     still_serves(srv.port)
 
 
-def test_app_raising_after_start_before_body_gets_500(serve: Any, errors: Errors) -> None:
+def test_app_raising_after_start_before_body_gets_500(serve: Any, errors: LogRecords) -> None:
     """pounce holds the head until the first body message, so an app that
     fails between the two still gets a clean 500 (not its 200 head)."""
 
@@ -150,10 +139,11 @@ def test_app_raising_after_start_before_body_gets_500(serve: Any, errors: Errors
 # -- the client misbehaves ------------------------------------------------------------
 
 
-def test_client_reset_mid_body(serve: Any, errors: Errors) -> None:
+def test_client_reset_mid_body(serve: Any, errors: LogRecords) -> None:
     """A client that resets in the middle of its request body: the app gets
     http.disconnect, nothing is logged as an error, the server goes on."""
     seen: list[str] = []
+    reading = threading.Event()
     done = threading.Event()
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -165,6 +155,7 @@ def test_client_reset_mid_body(serve: Any, errors: Errors) -> None:
             return
         while True:
             message = await receive()
+            reading.set()
             if message["type"] == "http.disconnect" or not message.get("more_body"):
                 seen.append(message["type"])
                 done.set()
@@ -174,9 +165,10 @@ def test_client_reset_mid_body(serve: Any, errors: Errors) -> None:
     for _ in range(20):
         sock = connect(srv.port)
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + b"z" * 50000)
-        time.sleep(0.02)
+        assert reading.wait(5)  # the app has part of the body: the reset comes mid-body
         rst_close(sock)
         assert done.wait(5)
+        reading.clear()
         done.clear()
     assert seen == ["http.disconnect"] * 20
     assert errors.records == []
@@ -195,24 +187,24 @@ def test_client_that_never_reads_the_response_bounds_memory(pounce_process: Any)
     reads is held at send() once the socket buffers are full, so the
     server's memory stays flat; when the client goes, the app is released."""
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log")
-    port = int(srv.url.rsplit(":", 1)[1])
     pid = srv.proc.pid
     rss_before = pid_rss_kib(pid)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
+    sock.connect(("127.0.0.1", srv.port))
     sock.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
-    time.sleep(2.0)
-    progress = [int(httpx.get(srv.url + "/progress").text)]
-    time.sleep(1.0)
-    progress.append(int(httpx.get(srv.url + "/progress").text))
+
+    def sent() -> int:
+        return int(httpx.get(srv.url + "/progress").text)
+
+    wait_for(sent, what="/big to start sending")
+    # Stalled: send() takes nothing more for a whole second while the client
+    # does not read, and what it took is socket-buffer sized, not 256 MiB.
+    progress = settled(sent, quiet=1.0, interval=0.2)
     rss_stalled = pid_rss_kib(pid)
-    # Stalled: nothing more accepted by send() while the client does not read,
-    # and what was accepted is socket-buffer sized, not 256 MiB.
-    assert progress[0] == progress[1] and progress[1] < 32 * 1024 * 1024, progress
+    assert progress < 32 * 1024 * 1024, progress
     assert rss_stalled - rss_before < 40 * 1024, (rss_before, rss_stalled)
     rst_close(sock)
-    time.sleep(0.3)
     assert httpx.get(srv.url + "/hello").text == "ok"
     srv.signal(signal.SIGTERM)
     assert srv.wait(15) == 0
@@ -228,7 +220,7 @@ def test_full_accept_backlog_loses_no_connection(pounce_process: Any) -> None:
     extra SYNs, clients retry; once the server runs again every request is
     answered, nothing is logged as an error."""
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--backlog", "4", "--no-access-log")
-    port = int(srv.url.rsplit(":", 1)[1])
+    port = srv.port
     results: list[Any] = []
 
     def client() -> None:
@@ -246,19 +238,14 @@ def test_full_accept_backlog_loses_no_connection(pounce_process: Any) -> None:
         threads = [threading.Thread(target=client, daemon=True) for _ in range(40)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        # The accept queue really fills up (the kernel queues backlog + 1).
+        wait_for(lambda: accept_queue(port) >= 4, what="the accept queue to fill")
         assert results == []  # nobody answered while frozen
-        queued: list[str] = []
-        if shutil.which("ss"):  # iproute2: shows the accept queue (Recv-Q)
-            queued = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
-                                    timeout=10).stdout.split()
     finally:
         srv.signal(signal.SIGCONT)
     for t in threads:
         t.join(30)
     assert results == [b"HTTP/1.1 200 OK"] * 40, results
-    if queued:
-        assert int(queued[1]) >= 4  # Recv-Q: the accept queue really was full
     srv.signal(signal.SIGTERM)
     assert srv.wait(15) == 0
     assert "ERROR" not in srv.output() and "Traceback" not in srv.output()
@@ -285,26 +272,27 @@ def test_file_descriptor_exhaustion_sheds_and_recovers(tmp_path: Path) -> None:
         proc = subprocess.Popen(["bash", "-c", cmd], cwd=tmp_path, env=subprocess_env(), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     held: list[socket.socket] = []
+
+    def output() -> str:
+        return log.read_text(errors="replace")
+
+    def banner() -> str:
+        text = output()
+        assert proc.poll() is None, text
+        return text if "plugins:" in text else ""
+
     try:
-        deadline = time.monotonic() + 20
-        port = 0
-        while time.monotonic() < deadline and not port:
-            text = log.read_text(errors="replace")
-            if "plugins:" in text:
-                port = int(text.split("listening on http://127.0.0.1:", 1)[1].split()[0])
-            assert proc.poll() is None, text
-            time.sleep(0.05)
-        assert port, log.read_text()
+        port = int(wait_for(banner, 20, what=output).split("listening on http://127.0.0.1:", 1)[1].split()[0])
         first = connect(port)
         first.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         assert first.recv(1024).startswith(b"HTTP/1.1 200")
         held.append(first)
         for _ in range(100):
             held.append(connect(port))
-        time.sleep(1.5)
-        text = log.read_text(errors="replace")
-        assert "Too many open files" in text or "out of system resource" in text, text
-        # Not spinning: well under half a core while exhausted.
+        wait_for(lambda: "Too many open files" in output() or "out of system resource" in output(),
+                 what=lambda: "the exhaustion to be logged:\n" + output())
+        # Not spinning: well under half a core while exhausted (the 2 s are
+        # the measuring window, not a wait for something to happen).
         cpu0 = cpu_seconds(proc.pid)
         time.sleep(2.0)
         busy = cpu_seconds(proc.pid) - cpu0
@@ -316,19 +304,18 @@ def test_file_descriptor_exhaustion_sheds_and_recovers(tmp_path: Path) -> None:
         for sock in held:
             sock.close()
         held.clear()
-        deadline = time.monotonic() + 10
-        while True:
+
+        def served() -> bool:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/hello", timeout=3).text == "ok":
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/hello", timeout=3).text == "ok"
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "no recovery after descriptors were freed"
-            time.sleep(0.2)
+                return False
+
+        wait_for(served, 10, interval=0.2, what="recovery after descriptors were freed")
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
-        assert "Traceback" not in log.read_text(errors="replace")
+        assert "Traceback" not in output()
     finally:
         for sock in held:
             sock.close()
@@ -352,10 +339,8 @@ def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounc
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log",
                          "--timeout-keep-alive", "60", *MODES[mode])
     if mode != "single":
-        deadline = time.monotonic() + 20
-        while "serving with 2" not in srv.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    port = int(srv.url.rsplit(":", 1)[1])
+        wait_for(lambda: "serving with 2" in srv.output(), 20, what=srv.output)
+    port = srv.port
     idle = connect(port)
     idle.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
     assert idle.recv(1024).startswith(b"HTTP/1.1 200")
@@ -378,7 +363,7 @@ def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounc
     loaders = [threading.Thread(target=load, daemon=True) for _ in range(3)]
     for t in loaders:
         t.start()
-    time.sleep(0.5)
+    wait_for(lambda: len(load_results) >= 6, what="the load to get going")
     signalled = time.monotonic()
     srv.signal(signal.SIGTERM)
     # The idle keep-alive connection is closed at once, not after the drain.
@@ -414,14 +399,12 @@ def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any, mo
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log",
                          "--timeout-graceful-shutdown", "1", *MODES[mode])
     if mode != "single":
-        deadline = time.monotonic() + 20
-        while "serving with 2" not in srv.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    port = int(srv.url.rsplit(":", 1)[1])
-    hung = [connect(port, timeout=10) for _ in range(3)]
+        wait_for(lambda: "serving with 2" in srv.output(), 20, what=srv.output)
+    hung = [connect(srv.port, timeout=10) for _ in range(3)]
     for sock in hung:
         sock.sendall(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
-    time.sleep(0.3)
+    # All three are inside the app (it says so on stdout) before the signal.
+    wait_for(lambda: srv.output().count("hanging on /hang") == 3, what=srv.output)
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
     code = srv.wait(10)
@@ -436,7 +419,7 @@ def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any, mo
 # -- an app that never answers ---------------------------------------------------------------
 
 
-def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, errors: Errors) -> None:
+def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, errors: LogRecords) -> None:
     """``[http] timeout_request``: no head out yet → 504 and close; head out
     but response unfinished → close (no final chunk); either way the app's
     task is cancelled. A request answered in time is untouched, and an idle
@@ -487,13 +470,11 @@ def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, error
     sock = connect(srv.port)
     sock.sendall(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
     assert sock.recv(1024).startswith(b"HTTP/1.1 200")
-    time.sleep(0.8)  # idle longer than timeout_request: the connection stays usable
+    time.sleep(0.8)  # the behaviour under test: idle longer than timeout_request, still usable
     sock.sendall(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
     assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     sock.close()
-    deadline = time.monotonic() + 3
-    while len(cancelled) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(cancelled) >= 3, 3, what=lambda: f"three cancelled app tasks, got {cancelled}")
     assert sorted(cancelled) == ["/hang", "/hang", "/partial"]
     assert errors.records == []  # a timeout is a warning, not an error
 

@@ -6,13 +6,12 @@ for a refused request, and the worker still answering a valid request next.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from pounce.testing import ServerThread
+from pounce.testing import LogRecords, ServerThread, capture_logs
 from tests.reliability.http_corpus import CORPUS, Case, corpus_app, run_case, valid_request
 
 
@@ -28,36 +27,15 @@ class Recorder:
         await corpus_app(scope, receive, send)
 
 
-class ErrorLog(logging.Handler):
-    """Collects ERROR records from pounce and asyncio (a traceback in a
-    protocol callback or the app runner shows up here)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[ServerThread, Recorder, ErrorLog]]:
+def server() -> Iterator[tuple[ServerThread, Recorder, LogRecords]]:
     recorder = Recorder()
-    errors = ErrorLog()
-    loggers = [logging.getLogger(name) for name in ("asyncio", "pounce")]
-    for logger in loggers:
-        logger.addHandler(errors)
-    srv = ServerThread(recorder, lifespan="off", logging_access_log=False).start()
-    try:
+    with capture_logs() as errors, ServerThread(recorder, lifespan="off", logging_access_log=False) as srv:
         yield srv, recorder, errors
-    finally:
-        srv.stop()
-        for logger in loggers:
-            logger.removeHandler(errors)
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])
-def test_corpus_case(server: tuple[ServerThread, Recorder, ErrorLog], case: Case) -> None:
+def test_corpus_case(server: tuple[ServerThread, Recorder, LogRecords], case: Case) -> None:
     srv, recorder, errors = server
     address = ("127.0.0.1", srv.port)
     before = len(recorder.calls)
@@ -74,10 +52,10 @@ def test_corpus_case(server: tuple[ServerThread, Recorder, ErrorLog], case: Case
     # The worker is still serving.
     follow = run_case(address, Case("valid", valid_request(b"/after"), (200,)))
     assert follow.status == 200 and follow.app
-    assert not errors.records, [r.getMessage() for r in errors.records]
+    assert not errors.records, errors.messages()
 
 
-def test_absolute_form_scope(server: tuple[ServerThread, Recorder, ErrorLog]) -> None:
+def test_absolute_form_scope(server: tuple[ServerThread, Recorder, LogRecords]) -> None:
     srv, recorder, _ = server
     case = next(c for c in CORPUS if c.name == "absolute-form target")
     run_case(("127.0.0.1", srv.port), case)
@@ -87,7 +65,7 @@ def test_absolute_form_scope(server: tuple[ServerThread, Recorder, ErrorLog]) ->
     assert hosts == [b"other.example"]
 
 
-def test_options_star_scope(server: tuple[ServerThread, Recorder, ErrorLog]) -> None:
+def test_options_star_scope(server: tuple[ServerThread, Recorder, LogRecords]) -> None:
     srv, recorder, _ = server
     case = next(c for c in CORPUS if c.name == "OPTIONS *")
     run_case(("127.0.0.1", srv.port), case)
@@ -95,7 +73,7 @@ def test_options_star_scope(server: tuple[ServerThread, Recorder, ErrorLog]) -> 
     assert scope["method"] == "OPTIONS" and scope["path"] == "*" and scope["raw_path"] == b"*"
 
 
-def test_corpus_smuggling_in_pipeline(server: tuple[ServerThread, Recorder, ErrorLog]) -> None:
+def test_corpus_smuggling_in_pipeline(server: tuple[ServerThread, Recorder, LogRecords]) -> None:
     """A valid request followed on the same connection by a smuggling attempt:
     the first is answered, the second refused, nothing after it is parsed."""
     srv, recorder, _ = server

@@ -5,8 +5,6 @@ line or closes, never logs a traceback, and answers the next valid request."""
 
 from __future__ import annotations
 
-import logging
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pounce.testing import ServerThread
+from pounce.testing import LogRecords, ServerThread, capture_logs
+from tests.helpers import exchange
 from tests.reliability.http_corpus import corpus_app
 
 VALID = (
@@ -32,73 +31,36 @@ SETTINGS = settings(
 )
 
 
-class ErrorLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
-def fuzz_server() -> Iterator[tuple[ServerThread, ErrorLog]]:
-    errors = ErrorLog()
-    loggers = [logging.getLogger(name) for name in ("asyncio", "pounce")]
-    for logger in loggers:
-        logger.addHandler(errors)
-    srv = ServerThread(corpus_app, lifespan="off", logging_access_log=False,
-                       http_timeout_request_header=2.0).start()
-    try:
+def fuzz_server() -> Iterator[tuple[ServerThread, LogRecords]]:
+    with capture_logs() as errors, ServerThread(corpus_app, lifespan="off", logging_access_log=False,
+                                                http_timeout_request_header=2.0) as srv:
         yield srv, errors
-    finally:
-        srv.stop()
-        for logger in loggers:
-            logger.removeHandler(errors)
 
 
-def exchange(port: int, data: bytes, half_close: bool) -> bytes:
+def send(port: int, data: bytes, half_close: bool) -> bytes:
     """Send ``data``; with ``half_close`` signal the end of it, else just
-    stop listening after a short while (the server may be waiting for more)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=3)
-    out = b""
-    try:
-        try:
-            sock.sendall(data)
-            if half_close:
-                sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            return out
-        sock.settimeout(2.0 if half_close else 0.05)
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, OSError):
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        sock.close()
-    return out
+    stop listening once nothing came for a short while (the server may be
+    waiting for more)."""
+    return exchange(port, data, half_close=half_close, timeout=5.0, idle=2.0 if half_close else 0.05)
 
 
-def check(srv: ServerThread, errors: ErrorLog, data: bytes, half_close: bool) -> None:
-    out = exchange(srv.port, data, half_close)
+def check(srv: ServerThread, errors: LogRecords, data: bytes, half_close: bool) -> None:
+    out = send(srv.port, data, half_close)
     if out:
         assert out.startswith(b"HTTP/1.1 "), out[:100]
         status = int(out[9:12])
         assert status == 100 or 200 <= status < 600
-    follow = exchange(srv.port, b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False)
+    follow = send(srv.port, b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False)
     if not follow:  # the short read window may be too short on a loaded machine
-        follow = exchange(srv.port, b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", True)
+        follow = send(srv.port, b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", True)
     assert follow.startswith(b"HTTP/1.1 200") and follow.endswith(b"APP"), follow[:100]
-    assert not errors.records, [r.getMessage() for r in errors.records]
+    assert not errors.records, errors.messages()
 
 
 @SETTINGS
 @given(data=st.binary(min_size=1, max_size=3000), half_close=st.booleans())
-def test_random_bytes(fuzz_server: tuple[ServerThread, ErrorLog], data: bytes, half_close: bool) -> None:
+def test_random_bytes(fuzz_server: tuple[ServerThread, LogRecords], data: bytes, half_close: bool) -> None:
     check(*fuzz_server, data, half_close)
 
 
@@ -123,7 +85,7 @@ def mutated(draw: Any) -> bytes:
 
 @SETTINGS
 @given(data=mutated(), half_close=st.booleans())
-def test_mutated_requests(fuzz_server: tuple[ServerThread, ErrorLog], data: bytes, half_close: bool) -> None:
+def test_mutated_requests(fuzz_server: tuple[ServerThread, LogRecords], data: bytes, half_close: bool) -> None:
     check(*fuzz_server, data, half_close)
 
 
@@ -149,5 +111,5 @@ def assembled(draw: Any) -> bytes:
 
 @SETTINGS
 @given(data=assembled(), half_close=st.booleans())
-def test_assembled_heads(fuzz_server: tuple[ServerThread, ErrorLog], data: bytes, half_close: bool) -> None:
+def test_assembled_heads(fuzz_server: tuple[ServerThread, LogRecords], data: bytes, half_close: bool) -> None:
     check(*fuzz_server, data, half_close)

@@ -6,7 +6,6 @@ minimum refused."""
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import stat
 import warnings
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 import testapps
+from tests.helpers import connect, exchange, fetch
 
 Scope = dict[str, Any]
 
@@ -23,32 +23,9 @@ FORWARDED = (b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"
              b"X-Forwarded-Host: evil.example\r\nForwarded: for=198.51.100.9;proto=https\r\n")
 
 
-def exchange(port: int, data: bytes, source: str | None = None, timeout: float = 5.0) -> bytes:
-    """Send ``data`` from ``source`` (a local address), read until closed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        if source:
-            sock.bind((source, 0))
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        sock.close()
-
-
 def scope_from(port: int, source: str) -> dict[str, Any]:
     data = exchange(port, b"GET / HTTP/1.1\r\nHost: real.example\r\n" + FORWARDED
-                    + b"Connection: close\r\n\r\n", source)
+                    + b"Connection: close\r\n\r\n", source=source)
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
     return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
@@ -151,12 +128,8 @@ def test_uds_permissions_from_the_command_line(pounce_process: Any, tmp_path: Pa
     path = tmp_path / "app.sock"
     pounce_process("testapps:hello", "--uds", str(path), "--uds-permissions", "660")
     assert stat.S_IMODE(path.stat().st_mode) == 0o660
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(5)
-    sock.connect(str(path))
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
-    sock.close()
+    head, body = fetch(str(path))
+    assert head.startswith(b"HTTP/1.1 200") and body == b"Hello, world!"
 
 
 def test_tls_below_the_minimum_is_refused(serve: Any, tmp_path: Path) -> None:
@@ -179,14 +152,14 @@ def test_tls_below_the_minimum_is_refused(serve: Any, tmp_path: Path) -> None:
         old.set_ciphers("DEFAULT:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pytest.skip("this OpenSSL cannot make a TLS 1.1 client")
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+    with connect(srv.port) as raw:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with old.wrap_socket(raw, server_hostname="localhost") as tls:
                 tls.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
                 tls.recv(100)
     good = ssl.create_default_context()
     ca.configure_trust(good)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+    with connect(srv.port) as raw:
         with good.wrap_socket(raw, server_hostname="localhost") as tls:
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
             tls.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
