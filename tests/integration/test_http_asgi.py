@@ -15,27 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from pounce.testing import wait_for
 from testapps import read_body
-from tests.helpers import read_until_closed
+from tests.helpers import connect, read_until, read_until_closed, settled
 
 Scope = dict[str, Any]
-
-
-def connect(srv: Any, timeout: float = 5.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
-    return sock
-
-
-def read_until(sock: socket.socket, marker: bytes, timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    deadline = time.monotonic() + timeout
-    while marker not in data and time.monotonic() < deadline:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 async def respond(send: Any, status: int = 200, body: bytes = b"", headers: list[Any] | None = None) -> None:
@@ -60,9 +44,9 @@ def test_request_body_streamed_as_it_arrives(serve: Any) -> None:
         await respond(send, body=b"%d" % len(arrivals))
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-    time.sleep(0.4)
+    wait_for(lambda: arrivals, what="the first chunk to reach the app on its own")
     sent_second = time.monotonic()
     sock.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
     data = read_until(sock, b"\r\n\r\n")
@@ -100,7 +84,7 @@ def test_backpressure_slow_reader_bounds_buffering(serve: Any) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # the behaviour under test: a slow reader, while the client pushes
         message = await receive()
         first.append(len(message["body"]))
         size = len(message["body"])
@@ -110,7 +94,7 @@ def test_backpressure_slow_reader_bounds_buffering(serve: Any) -> None:
         await respond(send, body=b"%d" % size)
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv, timeout=30)
+    sock = connect(srv.port, timeout=30)
     sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % total)
     sender = threading.Thread(target=sock.sendall, args=(b"z" * total,), daemon=True)
     sender.start()
@@ -148,22 +132,29 @@ def test_max_request_body_size(serve: Any) -> None:
 
 
 def test_expect_100_continue_sent_only_when_app_receives(serve: Any) -> None:
+    called = threading.Event()
+    release = threading.Event()
+
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/reject":
             await respond(send, 417, b"no")
             return
-        await asyncio.sleep(0.5)
+        called.set()
+        await asyncio.to_thread(release.wait, 10)
         await respond(send, body=await read_body(receive))
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert called.wait(5)
+    # Nothing yet: the app runs but has not asked for the body (a window by
+    # nature: checking that something does not arrive).
     sock.settimeout(0.3)
     with pytest.raises(TimeoutError):
-        sock.recv(100)  # nothing yet: the app has not asked for the body
-    sock.settimeout(5)
+        sock.recv(100)
+    release.set()
     interim = read_until(sock, b"\r\n\r\n")
     assert interim.startswith(b"HTTP/1.1 100 ")
     sock.sendall(b"hello")
@@ -173,7 +164,7 @@ def test_expect_100_continue_sent_only_when_app_receives(serve: Any) -> None:
 
     # An app that answers without reading: no 100, and the connection closes
     # (the client may or may not send its body now).
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"POST /reject HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -189,7 +180,7 @@ def test_unread_small_body_is_drained_and_connection_reused(serve: Any) -> None:
             await respond(send, body=scope["path"].encode())
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     body = b"GET /evil HTTP/1.1\r\nHost: a\r\n\r\n" + b"x" * 1000
     sock.sendall(b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     sock.sendall(b"GET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -205,7 +196,7 @@ def test_unread_large_body_closes_connection(serve: Any) -> None:
             await respond(send, body=b"early")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     size = 4 * 1024 * 1024
     sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
     sender = threading.Thread(target=lambda: _quiet_sendall(sock, b"x" * size), daemon=True)
@@ -286,7 +277,7 @@ def test_disconnect_reaches_streaming_app(serve: Any) -> None:
         done.set()
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert b"tick" in read_until(sock, b"tick")
     sock.close()
@@ -306,10 +297,7 @@ def test_receive_after_response_is_disconnect(serve: Any) -> None:
 
     srv = serve(app, lifespan="off")
     assert httpx.get(srv.url).text == "ok"
-    for _ in range(50):
-        if messages:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: messages, 5, what="the app's receive() after its response")
     assert messages == [{"type": "http.disconnect"}]
 
 
@@ -331,7 +319,7 @@ def trailers_app_factory(scopes: list[Scope]) -> Any:
 def test_trailers_sent_when_client_accepts_them(serve: Any) -> None:
     scopes: list[Scope] = []
     srv = serve(trailers_app_factory(scopes), lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -371,7 +359,7 @@ def test_app_raising_mid_response_closes_connection(serve: Any) -> None:
         raise ValueError("boom")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -397,7 +385,7 @@ def test_head_has_headers_without_body(serve: Any) -> None:
             await respond(send, body=b"twelve bytes")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     data, _ = read_until_closed(sock)
     sock.close()
@@ -414,7 +402,7 @@ def test_no_body_statuses(serve: Any, status: int) -> None:
             await respond(send, status, b"should not appear")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     data, _ = read_until_closed(sock)
     sock.close()
@@ -447,11 +435,12 @@ def test_default_headers_and_switches(serve: Any) -> None:
 def test_pipelined_requests_answered_in_order(serve: Any) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            # Answers ready out of order (/b first): the order on the wire is the test.
             await asyncio.sleep(float(scope["query_string"] or 0))
             await respond(send, body=scope["path"].encode())
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(
         b"GET /a?0.3 HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /b?0 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -473,7 +462,7 @@ def test_keep_alive_reuses_connection_and_close_closes(serve: Any) -> None:
     with httpx.Client(base_url=srv.url) as client:
         ports = {client.get("/").text for _ in range(3)}
     assert len(ports) == 1
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -491,7 +480,7 @@ def test_http_10(serve: Any, keep_alive: bool) -> None:
         await send({"type": "http.response.body", "body": b"body"})
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     extra = b"Connection: keep-alive\r\n" if keep_alive else b""
     sock.sendall(b"GET / HTTP/1.0\r\n" + extra + b"\r\n")
     data, closed = read_until_closed(sock)
@@ -507,7 +496,7 @@ def test_timeout_keep_alive_closes_idle_connection(serve: Any) -> None:
             await respond(send, body=b"ok")
 
     srv = serve(app, lifespan="off", timeout_keep_alive=0.5)
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     started = time.monotonic()
     data, closed = read_until_closed(sock, timeout=5)
@@ -525,7 +514,7 @@ def test_slowloris_closed_after_timeout_request_header(serve: Any) -> None:
             await respond(send, body=b"ok")
 
     srv = serve(app, lifespan="off", http_timeout_request_header=0.6)
-    sock = connect(srv)
+    sock = connect(srv.port)
     started = time.monotonic()
     closed_at = None
     request = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Slow: " + b"y" * 100
@@ -569,12 +558,8 @@ def test_limit_concurrency(serve: Any) -> None:
     finally:
         first.close()
         second.close()
-    for _ in range(50):
-        if httpx.get(srv.url).status_code == 200:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("still refusing after the connections closed")
+    wait_for(lambda: httpx.get(srv.url).status_code == 200, 5, interval=0.05,
+             what="a new connection to be served after the others closed")
 
 
 def test_backlog_applied_to_listening_socket(serve: Any) -> None:
@@ -599,12 +584,12 @@ def test_large_head_in_one_read_gets_431(serve: Any) -> None:
             await respond(send, body=b"ok")
 
     srv = serve(app, lifespan="off", http_max_incomplete_event_size=2048)
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 3000 + b"\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
     assert data.startswith(b"HTTP/1.1 431") and closed
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET /" + b"p" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -617,7 +602,7 @@ def test_invalid_response_header_gets_500_not_injection(serve: Any) -> None:
             await respond(send, body=b"x", headers=[(b"x-evil", b"a\r\nSet-Cookie: injected=1")])
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -633,7 +618,7 @@ def test_body_shorter_than_declared_length_closes(serve: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -652,7 +637,7 @@ def test_app_raising_after_start_before_body_gets_500(serve: Any) -> None:
         raise ValueError("boom")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     data, closed = read_until_closed(sock)
     sock.close()
@@ -676,7 +661,7 @@ def test_timeout_keep_alive_zero_closes_when_idle_but_serves_pipeline(serve: Any
             await respond(send, body=scope["path"].encode())
 
     srv = serve(app, lifespan="off", timeout_keep_alive=0)
-    sock = connect(srv)
+    sock = connect(srv.port)
     sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
     data, closed = read_until_closed(sock, timeout=3)
     sock.close()
@@ -701,8 +686,8 @@ def test_pipelining_client_that_never_reads_is_not_answered_into_memory(serve: A
     sock.settimeout(10)
     sock.connect(("127.0.0.1", srv.port))
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 300)
-    time.sleep(1.5)
-    taken = len(calls)
+    wait_for(lambda: calls, what="the first request to reach the app")
+    taken = settled(lambda: len(calls), quiet=0.5)  # then pounce stops taking more
     # Reading now lets everything through, in order.
     total = 0
     deadline = time.monotonic() + 30

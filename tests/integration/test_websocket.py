@@ -17,6 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pounce.demo import app as demo_app
+from pounce.testing import wait_for
+from tests.helpers import settled
 from tests.wsclient import KEY, RawClient, close_frame, frame, handshake_request
 
 # What the apps below saw, for the test to check (apps run in the server thread).
@@ -34,15 +36,6 @@ def run(coro: Awaitable[Any]) -> Any:
 def client(url: str, **kw: Any) -> Any:
     kw.setdefault("proxy", None)
     return connect(url, **kw)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @pytest.fixture(autouse=True)
@@ -182,7 +175,7 @@ def test_app_close_with_code_and_reason(ws_serve: Any) -> None:
             return ws.close_code, ws.close_reason
 
     assert run(go()) == (4001, "see you")
-    assert wait_for(lambda: any(m == ("send-after-disconnect", "ClientDisconnected") for m in seen))
+    wait_for(lambda: any(m == ("send-after-disconnect", "ClientDisconnected") for m in seen))
     disconnect = [m for m in seen if isinstance(m, dict) and m["type"] == "websocket.disconnect"]
     assert disconnect[0]["code"] == 4001
 
@@ -197,7 +190,7 @@ def test_peer_close_code_reaches_the_app_and_send_after_raises(ws_serve: Any) ->
         await ws.close(code=4002, reason="client leaving")
 
     run(go())
-    assert wait_for(lambda: any(isinstance(m, tuple) and m[0] == "send-after-disconnect" for m in seen))
+    wait_for(lambda: any(isinstance(m, tuple) and m[0] == "send-after-disconnect" for m in seen))
     disconnect = [m for m in seen if isinstance(m, dict) and m["type"] == "websocket.disconnect"][0]
     assert disconnect["code"] == 4002
     assert disconnect["reason"] == "client leaving"
@@ -209,7 +202,7 @@ def test_client_that_vanishes_gives_1006(ws_serve: Any) -> None:
     raw = RawClient(srv.port)
     raw.open()
     raw.close()
-    assert wait_for(lambda: any(isinstance(m, dict) and m["type"] == "websocket.disconnect" for m in seen))
+    wait_for(lambda: any(isinstance(m, dict) and m["type"] == "websocket.disconnect" for m in seen))
     disconnect = [m for m in seen if isinstance(m, dict) and m["type"] == "websocket.disconnect"][0]
     assert disconnect["code"] == 1006
 
@@ -227,7 +220,7 @@ def test_close_before_accept_is_403(ws_serve: Any) -> None:
     with pytest.raises(InvalidStatus) as info:
         run(go())
     assert info.value.response.status_code == 403
-    assert wait_for(lambda: bool(seen))
+    wait_for(lambda: bool(seen))
     assert seen[0]["type"] == "websocket.disconnect"
 
 
@@ -327,7 +320,7 @@ def test_protocol_errors_close_with_the_right_code(ws_serve: Any, bad: bytes, co
     raw.send(bad)
     assert raw.read_close()[0] == code
     assert raw.at_eof()
-    assert wait_for(lambda: any(isinstance(m, dict) and m["type"] == "websocket.disconnect" for m in seen))
+    wait_for(lambda: any(isinstance(m, dict) and m["type"] == "websocket.disconnect" for m in seen))
     disconnect = [m for m in seen if isinstance(m, dict) and m["type"] == "websocket.disconnect"][0]
     assert disconnect["code"] == code
     other = RawClient(srv.port)
@@ -433,7 +426,7 @@ def test_server_pings_and_closes_without_pong(ws_serve: Any) -> None:
 
     async def go() -> Any:
         async with client(ws_url(srv), ping_interval=None) as ws:
-            await asyncio.sleep(1.2)
+            await asyncio.sleep(1.2)  # the behaviour under test: connected through several pings
             await ws.send("alive")
             return await ws.recv()
 
@@ -468,17 +461,14 @@ def test_client_that_does_not_read_stalls_the_app(ws_serve: Any) -> None:
     raw = RawClient(srv.port)
     raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     raw.open()
-    assert wait_for(lambda: bool(seen))
-    time.sleep(1.0)
-    stalled_at = seen[0]
-    time.sleep(0.5)
+    wait_for(lambda: seen, what="the app to start sending")
+    stalled_at = settled(lambda: seen[0], quiet=0.5)
     # 2000 messages are 125 MiB; socket buffers hold a few MiB at most.
-    assert seen[0] == stalled_at
     assert stalled_at * 65536 < 16 * 1024 * 1024
     # reading again lets the app go on
     for _ in range(200):
         raw.read_frame()
-    assert wait_for(lambda: seen[0] > stalled_at + 100)
+    wait_for(lambda: seen[0] > stalled_at + 100)
 
 
 def test_app_that_does_not_read_stops_pounce_reading(ws_serve: Any) -> None:
