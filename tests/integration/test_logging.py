@@ -3,15 +3,17 @@ HTTP requests, and its captured stderr parsed line by line."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
 import signal
-import socket
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from pathlib import Path
@@ -21,8 +23,8 @@ import httpx
 import pytest
 
 from pounce import hookimpl
-from pounce.testing import run_pounce
-from tests.helpers import ROOT, subprocess_env
+from pounce.testing import run_pounce, wait_for
+from tests.helpers import ROOT, connect, exchange, free_port, read_until, settled, subprocess_env
 
 # The documented text line: time, level, worker, logger, message.
 TEXT_LINE = re.compile(
@@ -37,26 +39,12 @@ DEFAULT_ACCESS = re.compile(
 )
 BASE_KEYS = {"ts", "level", "logger", "msg", "worker"}
 ACCESS_KEYS = {"client", "method", "path", "query", "http_version", "status", "bytes", "duration_ms"}
-_URL = re.compile(r'listening on (https?://[^\s"]+)')
-
-
-def wait_ready(proc: Any, timeout: float = 20.0) -> str:
-    """The server's URL once its banner is out (text or JSON output)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = proc.output()
-        found = _URL.search(out)
-        if found and "plugins:" in out:
-            return found.group(1)
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"pounce exited with {proc.proc.returncode}:\n{out}")
-        time.sleep(0.05)
-    raise AssertionError(f"no banner in time:\n{proc.output()}")
 
 
 def start(pounce_process: Any, *args: str, **kw: Any) -> tuple[Any, str]:
-    proc = pounce_process(*args, wait_for_banner=False, **kw)
-    return proc, wait_ready(proc)
+    """``pounce ARGS`` once its banner is out (text, JSON or a dictConfig format)."""
+    proc = pounce_process(*args, **kw)
+    return proc, proc.url
 
 
 def stop(proc: Any) -> str:
@@ -134,9 +122,11 @@ def test_disabled_access_log_prints_nothing_per_request(pounce_process: Any) -> 
     with httpx.Client() as client:
         for _ in range(20):
             assert client.get(url + "/").status_code == 200
-    time.sleep(0.2)
-    assert proc.output() == before
+    # Stopping the server writes out whatever it had: after the banner, only
+    # the few shutdown lines, nothing per request.
     output = stop(proc)
+    after = output[len(before):].splitlines()
+    assert len(after) < 10, after
     assert "access" not in output and "GET /" not in output
 
 
@@ -310,44 +300,30 @@ def test_app_error_is_logged_once_with_traceback(pounce_process: Any, tmp_path: 
         assert "ZeroDivisionError: boom in app" in output[index:]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} never answered")
-
-
 def test_log_level_filters_and_trace_is_lowest(pounce_process: Any, tmp_path: Path) -> None:
-    port = _free_port()
+    # No banner at warning level: the port is chosen here, and the server is
+    # ready when it answers.
+    port = free_port()
     quiet = pounce_process("testapps:hello", "--host", "127.0.0.1", "--port", str(port),
                            "--log-level", "warning", wait_for_banner=False)
-    _wait_http(f"http://127.0.0.1:{port}/")
+    wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), 15, what="the quiet server to answer")
     output = stop(quiet)
     assert "listening on" not in output and "access" not in output  # INFO is below warning
     (tmp_path / "pounce.toml").write_text('[logging]\nlevel = "trace"\nformat = "json"\n')
     proc, url = start(pounce_process, "testapps:hello", "--host", "127.0.0.1", "--port", "0")
     with httpx.Client() as client:
         client.get(url + "/")
-    with socket.create_connection(proc_addr(url)) as sock:
-        sock.sendall(b"NOT HTTP\r\n\r\n")
-        sock.recv(1024)
+    assert exchange(proc.port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400")
     records = json_lines(stop(proc))
     assert any(r["level"] == "debug" and "rejected request" in r["msg"] for r in records), records
 
 
-def proc_addr(url: str) -> tuple[str, int]:
-    host, _, port = url.rsplit("/", 1)[-1].rpartition(":")
-    return host, int(port)
+def answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1.0)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 def test_colour_only_on_a_terminal(tmp_path: Path) -> None:
@@ -400,6 +376,14 @@ for i in range(300):
 '''
 
 
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)  # Linux; the constant is in fcntl from 3.10 on
+
+
+def pipe_bytes(fd: int) -> int:
+    """How many bytes wait in a pipe to be read."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
 @pytest.mark.parametrize("nonblocking", [False, True])
 def test_records_from_several_processes_never_interleave(tmp_path: Path, nonblocking: bool) -> None:
     """Four processes log 3.5 KB records into one pipe at once: every line
@@ -419,7 +403,11 @@ def test_records_from_several_processes_never_interleave(tmp_path: Path, nonbloc
     ]
     os.close(write_fd)
     if nonblocking:
-        time.sleep(1.0)  # let the writers fill the pipe and hit EAGAIN
+        # The reader starts late: the writers fill the pipe and hit EAGAIN
+        # (it stops filling; a whole record takes a page of it).
+        capacity = fcntl.fcntl(read_fd, F_GETPIPE_SZ)
+        wait_for(lambda: pipe_bytes(read_fd) > capacity // 2, 20, what="the writers to fill the pipe")
+        settled(lambda: pipe_bytes(read_fd), quiet=0.2)
     chunks = []
     with os.fdopen(read_fd, "rb") as reader:
         deadline = time.monotonic() + 60
@@ -449,9 +437,7 @@ def test_workers_log_whole_json_lines_with_their_ids(pounce_process: Any, mode: 
 
     proc, url = start(pounce_process, "testapps:hello", "--host", "127.0.0.1", "--port", "0",
                       "--workers", "2", "--worker-mode", mode, "--log-format", "json")
-    wait_until = time.monotonic() + 15
-    while "serving with" not in proc.output() and time.monotonic() < wait_until:
-        time.sleep(0.05)
+    wait_for(lambda: "serving with" in proc.output(), 15, what=proc.output)
 
     def hammer(index: int) -> int:
         with httpx.Client() as client:
@@ -499,17 +485,11 @@ async def app(scope, receive, send):
 def test_websocket_handshake_gets_an_access_record(pounce_process: Any, tmp_path: Path) -> None:
     (tmp_path / "wsapp.py").write_text(WS_APP)
     proc, url = start(pounce_process, "wsapp:app", "--host", "127.0.0.1", "--port", "0", "--log-format", "json")
-    with socket.create_connection(proc_addr(url), timeout=10) as sock:
+    with connect(proc.port, timeout=10) as sock:
         sock.sendall(b"GET /chat?room=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101")
-    time.sleep(0.2)
+        assert read_until(sock, b"\r\n\r\n", timeout=10).startswith(b"HTTP/1.1 101")
+    wait_for(lambda: '"status":101' in proc.output(), what=proc.output)  # the access record is out
     records = json_lines(stop(proc))
     [access] = [r for r in records if r["logger"] == "pounce.access"]
     assert access["status"] == 101 and access["method"] == "GET"
