@@ -13,15 +13,14 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from pounce.testing import ServerThread, run_pounce
-from tests.helpers import subprocess_env
+from pounce.testing import ServerThread, run_pounce, wait_for
+from tests.helpers import holds, subprocess_env
 
 APP = '''\
 import os
@@ -48,8 +47,9 @@ def value():
 
 
 def helper2(value: str, *, slow: float = 0.0) -> str:
-    """Source of the innermost helper; ``slow`` delays its import (a slow app start)."""
-    pre = f"import time\ntime.sleep({slow})\n" if slow else ""
+    """Source of the innermost helper; ``slow`` delays its import (a slow app
+    start), which the server process says on its output as it begins."""
+    pre = f"import time\nprint('helper2: slow import', flush=True)\ntime.sleep({slow})\n" if slow else ""
     return f"{pre}VALUE = {value!r}\n"
 
 
@@ -74,16 +74,6 @@ def pid_of(text: str) -> int:
     return int(text.rsplit("pid=", 1)[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def wait_value(url: str, expected: str, timeout: float = 20.0) -> str:
     """Poll until the app answers ``v=expected``; returns the full body."""
     seen: list[str] = []
@@ -94,13 +84,18 @@ def wait_value(url: str, expected: str, timeout: float = 20.0) -> str:
         return text if value_of(text) == f"v={expected}" else None
 
     try:
-        return wait_for(check, timeout, f"v={expected}")
-    except AssertionError:
+        return wait_for(check, timeout, what=f"v={expected}")
+    except TimeoutError:
         raise AssertionError(f"never saw v={expected}; last answers: {seen[-5:]}") from None
 
 
 def count(proc: Any, pattern: str) -> int:
     return len(re.findall(pattern, proc.output()))
+
+
+def changes(proc: Any) -> list[str]:
+    """What each "detected changes" line named, in order."""
+    return re.findall(r"detected changes in (.*); reloading", proc.output())
 
 
 def child_pids(proc: Any) -> set[int]:
@@ -127,7 +122,7 @@ def alive(pid: int) -> bool:
 def start(pounce_process: Any, project: Path, *extra: str) -> Any:
     proc = pounce_process("app:app", "--reload", "--port", "0", "--reload-dir", str(project), *extra,
                           cwd=project)
-    wait_for(lambda: count(proc, r"is serving") >= 1, 20, "the first server process")
+    wait_for(lambda: count(proc, r"is serving") >= 1, 20, what="the first server process")
     return proc
 
 
@@ -145,7 +140,7 @@ def test_module_two_imports_deep_is_reloaded(pounce_process: Any, project: Path)
     edit(project / "helper2.py", helper2("two"))
     second = wait_value(proc.url, "two")
     assert pid_of(second) != pid_of(first)  # a fresh interpreter, not a reimport
-    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, what="the reload to complete")
     # Once the reload is complete nothing stale answers any more.
     for _ in range(10):
         assert value_of(get(proc.url)) == "v=two"
@@ -161,15 +156,15 @@ def test_multi_worker_rolls_to_fresh_workers(pounce_process: Any, project: Path)
     old = {pid_of(get(proc.url)) for _ in range(8)}
     edit(project / "helper1.py", HELPER1.replace('"v="', '"v=" + "x"'))
     wait_value(proc.url, "xone")
-    wait_for(lambda: count(proc, r"reload complete") >= 1, 30, "the reload to complete")
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 30, what="the reload to complete")
     new = {pid_of(get(proc.url)) for _ in range(8)}
     assert not new & old, "a worker of the previous version still serves"
     assert all(value_of(get(proc.url)) == "v=xone" for _ in range(6))
-    wait_for(lambda: not any(alive(p) for p in old), 20, "old workers to exit")
+    wait_for(lambda: not any(alive(p) for p in old), 20, what="old workers to exit")
 
     # Broken code: the workers of the last good version keep serving.
     edit(project / "helper2.py", "VALUE = (\n")
-    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, "the syntax error to be reported")
+    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, what="the syntax error to be reported")
     errors = [line for line in proc.output().splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "helper2.py:1" in errors[0], errors
     during = [get(proc.url) for _ in range(6)]
@@ -187,7 +182,7 @@ def test_broken_then_fixed(pounce_process: Any, project: Path) -> None:
     good_pid = pid_of(get(proc.url))
 
     edit(project / "helper2.py", 'VALUE = "unterminated\n')
-    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, "the syntax error to be reported")
+    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, what="the syntax error to be reported")
     out = proc.output()
     errors = [line for line in out.splitlines() if "ERROR" in line]
     assert len(errors) == 1, errors
@@ -199,7 +194,7 @@ def test_broken_then_fixed(pounce_process: Any, project: Path) -> None:
         assert value_of(text) == "v=one" and pid_of(text) == good_pid
 
     edit(project / "helper2.py", "import no_such_module_here\nVALUE = 'x'\n")
-    wait_for(lambda: count(proc, r"ERROR") >= 2, 20, "the import error to be reported")
+    wait_for(lambda: count(proc, r"ERROR") >= 2, 20, what="the import error to be reported")
     errors = [line for line in proc.output().splitlines() if "ERROR" in line]
     assert len(errors) == 2 and "no_such_module_here" in errors[1] and "helper2.py:1" in errors[1]
     assert pid_of(get(proc.url)) == good_pid
@@ -234,7 +229,7 @@ def test_failing_at_startup_waits_for_a_fix(pounce_process: Any, project: Path) 
     (project / "app.py").write_text(LIFESPAN_APP)
     (project / "helper2.py").write_text(helper2("bad"))
     proc = pounce_process("app:app", "--reload", "--port", "0", "--reload-dir", str(project), cwd=project)
-    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, "the startup failure")
+    wait_for(lambda: count(proc, r"ERROR") >= 1, 20, what="the startup failure")
     errors = [line for line in proc.output().splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "helper2 says bad" in errors[0] and "at startup" in errors[0], errors
     assert proc.proc.poll() is None  # the parent keeps the port and waits
@@ -247,14 +242,13 @@ def test_change_during_a_slow_start_supersedes_it(pounce_process: Any, project: 
     already stale, so it is dropped and the newest one is started."""
     proc = start(pounce_process, project)
     edit(project / "helper2.py", helper2("stale", slow=3.0))
-    wait_for(lambda: count(proc, r"detected changes") >= 1, 20, "the first change")
-    time.sleep(0.5)
+    wait_for(lambda: count(proc, r"helper2: slow import") >= 1, 20, what="the stale version to be importing")
     edit(project / "helper2.py", helper2("newest"))
     wait_value(proc.url, "newest")
-    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, what="the reload to complete")
     assert count(proc, r"ERROR") == 0, proc.output()
     assert count(proc, r"reloaded in") == 1  # the stale version never served
-    time.sleep(3.0)  # the superseded process would have been ready by now
+    time.sleep(3.0)  # the stale version's 3 s import: had it not been dropped, it would serve now
     assert all(value_of(get(proc.url)) == "v=newest" for _ in range(5))
 
 
@@ -287,13 +281,14 @@ def test_requests_during_reload_are_all_served(pounce_process: Any, project: Pat
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.3)
+        wait_for(lambda: results.count("v=one") > 10, what="requests to the first version")
         for i, slow in enumerate((1.0,) + (0.0,) * 9):
             # The first new version takes a second to import; requests keep coming.
             edit(project / "helper2.py", helper2(f"r{i}", slow=slow))
-            wait_for(lambda i=i: f"v=r{i}" in results[-3:], 30, f"version r{i}")
-            wait_for(lambda i=i: count(proc, r"reload complete") >= i + 1, 20, "the reload to complete")
-        time.sleep(0.3)
+            wait_for(lambda i=i: f"v=r{i}" in results[-3:], 30, what=f"version r{i}")
+            wait_for(lambda i=i: count(proc, r"reload complete") >= i + 1, 20, what="the reload to complete")
+        served = len(results)
+        wait_for(lambda: len(results) > served + 5, what="requests after the last reload")
     finally:
         stop.set()
         for thread in threads:
@@ -330,20 +325,25 @@ def test_ignored_files_do_not_reload_and_bursts_reload_once(pounce_process: Any,
     (project / "4913").write_text("")
     (project / ".#helper2.py").write_text("lock")
     (project / "notes.txt").write_text("not python")
-    time.sleep(2.5)  # longer than the debounce window
-    assert count(proc, r"detected changes") == 0, proc.output()
+    # Then one real change: the reload it causes names that file alone (noise
+    # that got through would be in that line or in one before it).
+    edit(project / "helper2.py", helper2("clean"))
+    wait_value(proc.url, "clean")
+    assert changes(proc) == ["helper2.py"], proc.output()
 
     # A burst of saves across several files is one reload.
     for i in range(5):
         (project / f"mod{i}.py").write_text(f"X = {i}\n")
-        time.sleep(0.02)
+        time.sleep(0.02)  # the burst: saves 20 ms apart, inside one debounce window
     edit(project / "helper2.py", helper2("burst"))
     wait_value(proc.url, "burst")
-    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "the reload to complete")
-    time.sleep(2.0)
-    assert count(proc, r"detected changes") == 1, proc.output()
-    line = re.search(r"detected changes in (.*); reloading", proc.output())
-    assert line and "mod0.py" in line.group(1) and "helper2.py" in line.group(1)
+    # One more change after it: had the burst been split, a second reload
+    # for part of it would come before this one.
+    edit(project / "helper2.py", helper2("after"))
+    wait_value(proc.url, "after")
+    seen = changes(proc)
+    assert len(seen) == 3 and seen[2] == "helper2.py", proc.output()
+    assert "mod0.py" in seen[1] and "helper2.py" in seen[1]
 
 
 def test_include_exclude_and_several_dirs(pounce_process: Any, project: Path) -> None:
@@ -359,19 +359,17 @@ def test_include_exclude_and_several_dirs(pounce_process: Any, project: Path) ->
         "--reload-dir", str(other), "--reload-include", "*.py,*.html", "--reload-exclude", "skip_*",
         cwd=project, env={"PYTHONPATH": str(other) + os.pathsep + subprocess_env()["PYTHONPATH"]},
     )
-    wait_for(lambda: count(proc, r"is serving") >= 1, 20, "the first server process")
+    wait_for(lambda: count(proc, r"is serving") >= 1, 20, what="the first server process")
     assert value_of(get(proc.url)) == "v=lib"
     banner = re.search(r"reload: watching (.*)", proc.output())
     assert banner and "templates" in banner.group(1) and "lib" in banner.group(1)
 
     (other / "skip_me.py").write_text("x = 1\n")  # excluded by glob
     (project / "app_notes.py").write_text("x = 1\n")  # outside the watched dirs
-    time.sleep(2.5)
-    assert count(proc, r"detected changes") == 0, proc.output()
-
     (project / "templates" / "page.html").write_text("<p>2</p>")  # included by glob
-    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, "a reload for the template")
-    assert re.search(r"detected changes in \S*page\.html", proc.output())
+    wait_for(lambda: count(proc, r"reload complete") >= 1, 20, what="a reload for the template")
+    [seen] = changes(proc)
+    assert seen.endswith("page.html") and ", " not in seen, proc.output()
 
     (other / "helper2.py").write_text(helper2("lib2"))  # the second directory
     wait_value(proc.url, "lib2")
@@ -388,7 +386,7 @@ def test_signal_stops_parent_and_children(pounce_process: Any, project: Path, si
     second = pid_of(wait_value(proc.url, "two"))
     proc.signal(signum)
     assert proc.wait(20) == 0
-    wait_for(lambda: not alive(first) and not alive(second), 20, "children to exit")
+    wait_for(lambda: not alive(first) and not alive(second), 20, what="children to exit")
     assert child_pids(proc) >= {second}
 
 
@@ -401,6 +399,7 @@ async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     if scope["path"] == "/slow":
+        print("slow request started", flush=True)
         await asyncio.sleep(60)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": f"pid={os.getpid()}".encode()})
@@ -410,7 +409,7 @@ async def app(scope, receive, send):
 def test_second_signal_forces_exit(pounce_process: Any, project: Path) -> None:
     (project / "slow.py").write_text(SLOW_APP)
     proc = pounce_process("slow:app", "--reload", "--port", "0", "--reload-dir", str(project), cwd=project)
-    wait_for(lambda: count(proc, r"is serving") >= 1, 20, "the server process")
+    wait_for(lambda: count(proc, r"is serving") >= 1, 20, what="the server process")
     child = pid_of(get(proc.url))
     outcome: list[str] = []
 
@@ -422,15 +421,14 @@ def test_second_signal_forces_exit(pounce_process: Any, project: Path) -> None:
 
     thread = threading.Thread(target=slow_request, daemon=True)
     thread.start()
-    time.sleep(0.5)
+    wait_for(lambda: "slow request started" in proc.output(), what=proc.output)
     began = time.monotonic()
     proc.signal(signal.SIGTERM)
-    time.sleep(0.5)
-    assert proc.proc.poll() is None  # draining: the slow request holds it
+    holds(lambda: proc.proc.poll() is None, 0.5, "draining while the slow request runs")
     proc.signal(signal.SIGTERM)
     proc.wait(15)
     assert time.monotonic() - began < 10
-    wait_for(lambda: not alive(child), 10, "the child to exit")
+    wait_for(lambda: not alive(child), 10, what="the child to exit")
     thread.join(10)
     assert outcome and not outcome[0].startswith("pid=")  # aborted, not completed
 
@@ -457,7 +455,7 @@ def test_killed_parent_leaves_no_orphan(pounce_process: Any, project: Path) -> N
     proc.signal(signal.SIGKILL)
     proc.wait(10)
     # The child sees its control pipe close and shuts down by itself.
-    wait_for(lambda: not alive(child), 20, "the orphaned child to exit")
+    wait_for(lambda: not alive(child), 20, what="the orphaned child to exit")
 
 
 def test_missing_reload_dir_is_a_config_error(project: Path) -> None:
