@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 STARTUPS = 0
+REQUESTS = 0  # HTTP requests this process's app has begun (in-process tests wait on it)
 
 
 async def _text(send: Any, body: str, status: int = 200) -> None:
@@ -32,8 +33,10 @@ async def _text(send: Any, body: str, status: int = 200) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/`` answers ``PID WORKER LIFESPAN_PID STARTUPS``; ``?sleep=S`` waits
-    first (async); ``/block?S`` blocks the event loop for S seconds."""
-    global STARTUPS
+    first (async); ``/block?S`` blocks the event loop for S seconds; ``/hold?S``
+    says so on stdout, then waits S seconds (for a test that needs a request
+    in flight in a worker process)."""
+    global STARTUPS, REQUESTS
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -46,9 +49,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     if scope["type"] != "http":
         return
+    REQUESTS += 1
     query = scope["query_string"].decode()
     if scope["path"] == "/block":
         time.sleep(float(query or 5))
+    elif scope["path"] == "/hold":
+        print(f"holding a request for {query}s", flush=True)
+        await asyncio.sleep(float(query or 30))
     elif query.startswith("sleep="):
         await asyncio.sleep(float(query[6:]))
     state = scope.get("state", {})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,56 +22,23 @@ from pounce.core.lifecycle import (
     WorkerSpawned,
 )
 from pounce.plugins.supervisor import supervisor_for
-from pounce.testing import ServerThread
-
-
-class SupervisorLog(logging.Handler):
-    """Collects the supervisor's log records, whatever the logging plugin
-    does with propagation (it keeps ``pounce`` from reaching the root)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
+from pounce.testing import LogRecords, ServerThread, capture_logs, wait_for
+from tests.helpers import fetch
 
 
 @pytest.fixture
-def suplog() -> Iterator[SupervisorLog]:
-    handler = SupervisorLog()
-    logger = logging.getLogger("pounce.supervisor")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
+def suplog() -> Iterator[LogRecords]:
+    """The supervisor's log records, whatever the logging plugin does with
+    propagation (it keeps ``pounce`` from reaching the root)."""
+    with capture_logs(logging.DEBUG, ["pounce.supervisor"]) as records:
+        yield records
 
 
 def get(srv: ServerThread, path: str = "/", timeout: float = 10.0) -> str:
     """One request on a fresh connection; returns the body (asserts 200)."""
-    host, port = srv.sockname[:2]
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = fetch(srv.sockname[:2], path, timeout=timeout)
     assert head.startswith(b"HTTP/1.1 200"), head
     return body.decode()
-
-
-def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def worker_events(srv: ServerThread) -> list[tuple[Any, ...]]:
@@ -153,7 +119,7 @@ def test_thread_mode_lifecycle_sequence_and_shared_lifespan() -> None:
     assert sorted(c for c in recorder.calls if c[0] == "exit") == [("exit", 1, 0), ("exit", 2, 0)]
 
 
-def test_thread_crash_is_logged_and_replaced(suplog: SupervisorLog) -> None:
+def test_thread_crash_is_logged_and_replaced(suplog: LogRecords) -> None:
     recorder = Recorder()
     with ServerThread(apps.app, plugins=[recorder], workers=2, worker_mode="thread") as srv:
         victim = recorder.workers[1]
@@ -170,7 +136,7 @@ def test_thread_crash_is_logged_and_replaced(suplog: SupervisorLog) -> None:
     assert ("exit", 1, 1) in recorder.calls
 
 
-def test_thread_heartbeat_timeout_abandons_and_replaces(suplog: SupervisorLog) -> None:
+def test_thread_heartbeat_timeout_abandons_and_replaces(suplog: LogRecords) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread", supervisor_worker_timeout=1) as srv:
         blocked = threading.Thread(target=lambda: _quiet_get(srv, "/block?2.5"), daemon=True)
         blocked.start()
@@ -235,9 +201,10 @@ def test_max_requests_recycles_replacement_first() -> None:
 
 def test_restart_workers_under_load_drops_nothing() -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread") as srv:
+        before = apps.REQUESTS
         load = apps.Load(srv.url, seconds=3.0, concurrency=4)
         try:
-            time.sleep(1.0)
+            wait_for(lambda: apps.REQUESTS >= before + 20, what="the load to get going")
             supervisor_for(srv.server).restart_workers()  # type: ignore[union-attr]
             wait_for(lambda: sum(e[0] == "exit" for e in worker_events(srv)) >= 2,
                      what="old workers gone")
@@ -252,7 +219,7 @@ def test_restart_workers_under_load_drops_nothing() -> None:
     assert first_new_ready < min(index(events, ("drain", 1, "restart")), index(events, ("drain", 2, "restart")))
 
 
-def test_add_and_remove_worker() -> None:
+def test_add_and_remove_worker(suplog: LogRecords) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread") as srv:
         sup = supervisor_for(srv.server)
         assert sup is not None
@@ -265,18 +232,18 @@ def test_add_and_remove_worker() -> None:
         assert sorted(sup.worker_ids()) == [1, 2]
         sup.remove_worker()
         sup.remove_worker()  # never below one
+        wait_for(lambda: "cannot go below one" in suplog.text, what="the refusal to go below one")
         wait_for(lambda: len(sup.worker_ids()) == 1, what="one worker")
-        time.sleep(0.3)
-        assert len(sup.worker_ids()) == 1
         assert get(srv)
 
 
 def test_shutdown_from_another_thread_finishes_in_flight_requests() -> None:
     srv = ServerThread(apps.app, workers=2, worker_mode="thread").start()
     bodies: list[str] = []
+    before = apps.REQUESTS
     client = threading.Thread(target=lambda: bodies.append(get(srv, "/?sleep=1")))
     client.start()
-    time.sleep(0.3)
+    wait_for(lambda: apps.REQUESTS > before, what="the request to be inside the app")
     threading.Thread(target=srv.server.shutdown).start()
     client.join(10)
     srv.stop()
@@ -304,7 +271,7 @@ def test_process_mode_in_process_server_each_worker_runs_lifespan(tmp_path: Any)
     assert exits == [("exit", 1, 0, "stopped"), ("exit", 2, 0, "stopped")]
 
 
-def test_process_mode_without_import_path_falls_back_to_threads(suplog: SupervisorLog) -> None:
+def test_process_mode_without_import_path_falls_back_to_threads(suplog: LogRecords) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="process") as srv:
         assert srv.server.worker_mode == "thread"
         assert get(srv).startswith(str(os.getpid()))
@@ -328,7 +295,7 @@ def test_process_worker_crash_sequence(tmp_path: Any) -> None:
         assert sup is not None
         victim = next(w for w in sup.workers if w.worker_id == 1)
         os.kill(victim.pid, signal.SIGKILL)  # type: ignore[attr-defined]
-        wait_for(lambda: ("ready", 3) in worker_events(srv), what="a replacement worker")
+        wait_for(lambda: ("ready", 3) in worker_events(srv), 15, what="a replacement worker process")
         events = worker_events(srv)
         assert get(srv).split()[0] != str(victim.pid)  # type: ignore[attr-defined]
     crash = ("exit", 1, -signal.SIGKILL, "crashed")
@@ -362,10 +329,11 @@ def test_a_plugin_failing_in_a_supervisor_hook_stops_the_server_naming_it() -> N
              timeout=10, what="worker threads to end")
 
 
-def test_forced_stop_does_not_wait_for_a_blocked_thread(suplog: SupervisorLog) -> None:
+def test_forced_stop_does_not_wait_for_a_blocked_thread(suplog: LogRecords) -> None:
     srv = ServerThread(apps.app, workers=2, worker_mode="thread").start()
+    before = apps.REQUESTS
     threading.Thread(target=lambda: _quiet_get(srv, "/block?8"), daemon=True).start()
-    time.sleep(0.5)
+    wait_for(lambda: apps.REQUESTS > before, what="a worker to be blocked in the app")
     started = time.monotonic()
     srv.server.shutdown()
     srv.server.force_exit()

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from supervisorapps import Load
 
-from pounce.testing import ServerProcess, run_pounce
-from tests.helpers import APPS
+from pounce.testing import ServerProcess, run_pounce, wait_for
+from tests.helpers import APPS, holds, listeners
 
 PYTHONPATH = str(APPS)
 
@@ -32,12 +32,12 @@ def ready_pids(proc: ServerProcess) -> dict[int, int]:
 
 
 def wait_output(proc: ServerProcess, predicate: Any, timeout: float = 20.0, what: str = "output") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate(proc.output()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}:\n{proc.output()}")
+    wait_for(lambda: predicate(proc.output()), timeout, what=lambda: f"{what}:\n{proc.output()}")
+
+
+def answered(proc: ServerProcess) -> int:
+    """Requests answered 200 so far (the access log lines in the output)."""
+    return proc.output().count('HTTP/1.1" 200')
 
 
 def wait_ready(proc: ServerProcess, count: int, timeout: float = 20.0) -> None:
@@ -59,7 +59,7 @@ def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
     wait_ready(proc, 2)
     load = Load(proc.url, seconds=2.0, concurrency=4, path="/?sleep=0.3")
     try:
-        time.sleep(1.0)
+        wait_output(proc, lambda out: answered(proc) >= 8, what="the load to get going")
         signalled = time.time()
         proc.signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -87,7 +87,7 @@ def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
     old = set(ready_pids(proc).values())
     load = Load(proc.url, seconds=4.0, concurrency=4)
     try:
-        time.sleep(1.0)
+        wait_output(proc, lambda out: answered(proc) >= 20, what="the load to get going")
         proc.signal(signal.SIGHUP)
         signalled = time.time()
         wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old workers to exit")
@@ -115,7 +115,7 @@ def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: An
     victim = ready_pids(proc)[1]
     load = Load(proc.url, seconds=4.0, concurrency=4, path="/?sleep=0.05")
     try:
-        time.sleep(1.0)
+        wait_output(proc, lambda out: answered(proc) >= 20, what="the load to get going")
         os.kill(victim, signal.SIGKILL)
         killed = time.time()
         wait_ready(proc, 3)
@@ -216,7 +216,7 @@ def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None
     wait_output(proc, lambda out: "serving with 2 thread workers" in out, what="threads ready")
     load = Load(proc.url, seconds=3.0, concurrency=4, path="/?sleep=0.05")
     try:
-        time.sleep(1.0)
+        wait_output(proc, lambda out: answered(proc) >= 20, what="the load to get going")
         signalled = time.time()
         if event == "hup":
             proc.signal(signal.SIGHUP)
@@ -243,12 +243,12 @@ def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
     from supervisorapps import _one
 
     host, port = proc.url.split("//")[1].rsplit(":", 1)
-    threading.Thread(target=_one, args=(host, int(port), "/?sleep=30"), daemon=True).start()
-    time.sleep(0.5)
+    threading.Thread(target=_one, args=(host, int(port), "/hold?30"), daemon=True).start()
+    wait_output(proc, lambda out: "holding a request" in out, what="the slow request to be in a worker")
     proc.signal(signal.SIGTERM)
     wait_output(proc, lambda out: "draining (shutdown)" in out, what="the drain")
-    time.sleep(0.3)
-    assert proc.proc is not None and proc.proc.poll() is None  # still waiting for the slow request
+    assert proc.proc is not None
+    holds(lambda: proc.proc.poll() is None, 0.3, "the drain waiting for the slow request")
     forced = time.monotonic()
     proc.signal(signal.SIGTERM)
     assert proc.wait(10) == 0
@@ -277,25 +277,15 @@ def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Pat
     assert not path.exists()  # the supervisor, owner of the file, removed it
 
 
-def listeners(port: int) -> int:
-    """LISTEN sockets on ``port`` in /proc/net/tcp (one per socket, not per fd)."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-            count += 1
-    return count
-
-
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode: str) -> None:
     shared = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_output(shared, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
-    assert listeners(int(shared.url.rsplit(":", 1)[1])) == 1
+    assert listeners(shared.port) == 1
     proc = start(pounce_process, "--workers", "2", "--worker-mode", mode, "--reuse-port")
     wait_output(proc, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
-    port = int(proc.url.rsplit(":", 1)[1])
+    port = proc.port
     assert listeners(port) == 2  # the supervisor only holds the port
     load = Load(proc.url, seconds=1.5, concurrency=4, path="/")
     try:
@@ -318,12 +308,11 @@ def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
     assert proc.proc is not None
     os.killpg(proc.proc.pid, signal.SIGTTIN)
     wait_ready(proc, 3)
-    time.sleep(0.5)
+    os.killpg(proc.proc.pid, signal.SIGHUP)
+    # A worker that took TTIN would be stopped and never finish this restart.
+    wait_output(proc, lambda out: out.count("exited (restart") == 3, what="a rolling restart")
     output = proc.output()
     assert "died" not in output and output.count("workers: 3 (one more)") == 1
-    os.killpg(proc.proc.pid, signal.SIGHUP)
-    wait_output(proc, lambda out: out.count("exited (restart") == 3, what="a rolling restart")
-    assert "died" not in proc.output()
 
 
 def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) -> None:
