@@ -7,9 +7,9 @@ the websockets client, all against a real server on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -22,8 +22,17 @@ import trustme
 
 from pounce import hookimpl
 from pounce.plugins.tls import build_context
-from pounce.testing import ServerThread, run_pounce
-from tests.helpers import ROOT, need_command, subprocess_env
+from pounce.testing import ServerThread, capture_logs, run_pounce, wait_for
+from tests.helpers import (
+    ROOT,
+    connect,
+    exchange,
+    holds,
+    need_command,
+    read_until_closed,
+    rst_close,
+    subprocess_env,
+)
 
 # -- certificates --------------------------------------------------------------------
 
@@ -88,13 +97,9 @@ def get_json(srv: ServerThread, context: ssl.SSLContext) -> dict[str, Any]:
 def raw_request(port: int, context: ssl.SSLContext) -> tuple[str | None, bytes]:
     """Connect with the ssl module, send one request; return the ALPN
     protocol chosen and the whole response (empty if the server closed)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
-            context.wrap_socket(sock, server_hostname="localhost") as tls:
+    with connect(port, timeout=10) as sock, context.wrap_socket(sock, server_hostname="localhost") as tls:
         tls.sendall(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        data = b""
-        while chunk := tls.recv(65536):
-            data += chunk
-        return tls.selected_alpn_protocol(), data
+        return tls.selected_alpn_protocol(), read_until_closed(tls, 10)[0]
 
 
 # -- HTTPS basics ------------------------------------------------------------------
@@ -382,18 +387,10 @@ def test_programmatic_error_is_config_error(certs: Certs) -> None:
 
 def _garbage_clients(port: int) -> None:
     # Plain HTTP to the TLS port.
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        sock.settimeout(5)
-        reply = b""
-        try:
-            while chunk := sock.recv(4096):
-                reply += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-        assert b"HTTP/1.1 200" not in reply
+    reply = exchange(port, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert b"HTTP/1.1 200" not in reply
     # Random bytes.
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with connect(port) as sock:
         sock.sendall(os.urandom(2048))
         try:
             assert b"HTTP/1.1" not in sock.recv(4096)
@@ -407,10 +404,10 @@ def _garbage_clients(port: int) -> None:
     except ssl.SSLWantReadError:
         pass
     hello = outgoing.read()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with connect(port) as sock:
         sock.sendall(hello[: len(hello) // 2])
-        time.sleep(0.05)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        time.sleep(0.05)  # the scenario: the server has half a hello when the reset comes
+        rst_close(sock)
     # A client that does not trust the server certificate aborts the handshake.
     with pytest.raises(ssl.SSLCertVerificationError):
         raw_request(port, ssl.create_default_context())
@@ -423,26 +420,25 @@ def test_bad_clients_are_dropped_without_traceback(pounce_process, certs: Certs,
     extra = ("--log-level", "debug") if debug else ()
     env = {"PYTHONASYNCIODEBUG": "1"} if debug else None
     proc = pounce_process("testapps:hello", "--port", "0", "--ssl-certfile", certs.both, *extra, env=env)
-    port = int(proc.url.rsplit(":", 1)[1])
     assert proc.url.startswith("https://")
     for _ in range(2):
-        _garbage_clients(port)
+        _garbage_clients(proc.port)
         response = httpx.get(proc.url, verify=certs.client_context(), timeout=10)
         assert response.status_code == 200
         assert response.text == "Hello, world!"
-    time.sleep(0.3)
+    assert proc.proc is not None and proc.proc.poll() is None
+    assert proc.stop() == 0  # and with it, everything it had to log is out
     output = proc.output()
     assert "Traceback" not in output, output
     if debug:
         assert "SSLError: [SSL: HTTP_REQUEST]" in output  # the one line is still there
-    assert proc.proc is not None and proc.proc.poll() is None
 
 
 def test_refused_client_certificates_leave_no_traceback(pounce_process, certs: Certs) -> None:
     proc = pounce_process("testapps:hello", "--port", "0", "--ssl-certfile", certs.both,
                           "--ssl-ca-certs", certs.ca_pem, "--ssl-cert-reqs", "required",
                           env={"PYTHONASYNCIODEBUG": "1"})
-    port = int(proc.url.rsplit(":", 1)[1])
+    port = proc.port
     stranger = certs.write("stranger.pem", trustme.CA().issue_cert("eve@example.org")
                            .private_key_and_cert_chain_pem.bytes())
     tls12 = {"maximum_version": ssl.TLSVersion.TLSv1_2}
@@ -454,13 +450,13 @@ def test_refused_client_certificates_leave_no_traceback(pounce_process, certs: C
         assert response == b""
     _, response = raw_request(port, certs.client_context(client_cert=certs.client_both))
     assert response.startswith(b"HTTP/1.1 200")
-    time.sleep(0.3)
+    assert proc.stop() == 0  # and with it, everything it had to log is out
     assert "Traceback" not in proc.output(), proc.output()
 
 
 def test_stalled_handshake_times_out(serve, certs: Certs) -> None:
     srv = serve(tls_app, tls_certfile=certs.both, http_timeout_request_header=0.5)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+    with connect(srv.port, timeout=10) as sock:
         started = time.monotonic()
         assert sock.recv(4096) == b""  # closed by the server, nothing sent
         assert time.monotonic() - started < 5
@@ -553,8 +549,7 @@ def test_third_party_context_without_tls_section(serve) -> None:
 
 
 def _presented_cert(port: int, context: ssl.SSLContext) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
-            context.wrap_socket(sock, server_hostname="localhost") as tls:
+    with connect(port, timeout=10) as sock, context.wrap_socket(sock, server_hostname="localhost") as tls:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return der
@@ -572,10 +567,7 @@ def test_certificate_reload_when_files_change(serve, certs: Certs) -> None:
     Path(key).write_bytes(renewed.private_key_pem.bytes())
     Path(cert).write_bytes(renewed.cert_chain_pems[0].bytes())
     wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _presented_cert(srv.port, context) != wanted:
-        time.sleep(0.1)
-    assert _presented_cert(srv.port, context) == wanted
+    wait_for(lambda: _presented_cert(srv.port, context) == wanted, interval=0.1, what="the renewed certificate")
     tls = get_json(srv, context)["tls"]
     assert tls["server_cert"] == renewed.cert_chain_pems[0].bytes().decode()
     alpn_context = certs.client_context()
@@ -584,11 +576,16 @@ def test_certificate_reload_when_files_change(serve, certs: Certs) -> None:
 
     # A broken replacement (key of another certificate) keeps the last good one.
     stranger = trustme.CA().issue_cert("localhost")
-    Path(key).write_bytes(stranger.private_key_pem.bytes())
-    time.sleep(0.5)
-    for _ in range(3):
-        assert _presented_cert(srv.port, context) == wanted
-        time.sleep(0.1)
+    with capture_logs(logging.WARNING, ["pounce.tls"]) as logs:
+        Path(key).write_bytes(stranger.private_key_pem.bytes())
+
+        def failed_and_kept() -> bool:
+            # The files are checked during a handshake: each poll makes one.
+            assert _presented_cert(srv.port, context) == wanted
+            return "keeping the previous certificate" in logs.text
+
+        wait_for(failed_and_kept, interval=0.1, what="the failed reload to be logged")
+    assert _presented_cert(srv.port, context) == wanted
 
 
 def test_reload_without_file_checks(serve, certs: Certs) -> None:
@@ -598,8 +595,7 @@ def test_reload_without_file_checks(serve, certs: Certs) -> None:
     before = _presented_cert(srv.port, context)
     renewed = certs.ca.issue_cert("localhost", "127.0.0.1")
     Path(cert).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
-    time.sleep(0.3)
-    assert _presented_cert(srv.port, context) == before
+    holds(lambda: _presented_cert(srv.port, context) == before, 0.3, "the old certificate (no file checks)")
 
 
 def test_pounce_process_https_banner(pounce_process, certs: Certs) -> None:
@@ -639,7 +635,7 @@ def test_every_worker_mode(pounce_process, certs: Certs, mode: str) -> None:
         assert body["scheme"] == "https"
         assert body["tls"]["client_cert_name"].startswith("CN=alice")
         assert body["tls"]["server_cert"] == certs.server.cert_chain_pems[0].bytes().decode()
-    alpn, response = raw_request(int(proc.url.rsplit(":", 1)[1]), context)
+    alpn, response = raw_request(proc.port, context)
     assert response.startswith(b"HTTP/1.1 200")
     assert "Traceback" not in proc.output()
 
@@ -652,10 +648,7 @@ def test_reload_keeps_client_certificate_checks(serve, certs: Certs) -> None:
     Path(live).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
     wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
     with_cert = certs.client_context(client_cert=certs.client_both)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _presented_cert(srv.port, with_cert) != wanted:
-        time.sleep(0.1)
-    assert _presented_cert(srv.port, with_cert) == wanted
+    wait_for(lambda: _presented_cert(srv.port, with_cert) == wanted, interval=0.1, what="the renewed certificate")
     assert get_json(srv, with_cert)["tls"]["client_cert_name"].startswith("CN=alice")
     try:
         _, response = raw_request(srv.port, certs.client_context())
@@ -669,19 +662,15 @@ def test_sighup_reloads_certificates(pounce_process, certs: Certs) -> None:
     live = certs.write("hup.pem", certs.server.private_key_and_cert_chain_pem.bytes())
     proc = pounce_process("testapps:hello", "--port", "0", "--ssl-certfile", live,
                           "--ssl-reload-interval", "0")
-    port = int(proc.url.rsplit(":", 1)[1])
+    port = proc.port
     context = certs.client_context()
     before = _presented_cert(port, context)
     renewed = certs.ca.issue_cert("localhost", "127.0.0.1")
     Path(live).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
-    time.sleep(0.2)
-    assert _presented_cert(port, context) == before  # no file checks
+    holds(lambda: _presented_cert(port, context) == before, 0.2, "the old certificate (no file checks)")
     proc.signal(signal.SIGHUP)
     wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _presented_cert(port, context) != wanted:
-        time.sleep(0.1)
-    assert _presented_cert(port, context) == wanted
+    wait_for(lambda: _presented_cert(port, context) == wanted, interval=0.1, what="the certificate after SIGHUP")
     assert proc.proc is not None and proc.proc.poll() is None
     assert "reloading TLS certificates" in proc.output()
 
@@ -693,18 +682,15 @@ def test_sighup_with_supervisor_renews_every_worker(pounce_process, certs: Certs
     live = certs.write("sup.pem", certs.server.private_key_and_cert_chain_pem.bytes())
     proc = pounce_process("testapps:hello", "--port", "0", "--workers", "2", "--worker-mode", mode,
                           "--ssl-certfile", live, "--ssl-reload-interval", "0")
-    port = int(proc.url.rsplit(":", 1)[1])
+    port = proc.port
     context = certs.client_context()
     renewed = certs.ca.issue_cert("localhost", "127.0.0.1")
     Path(live).write_bytes(renewed.private_key_and_cert_chain_pem.bytes())
     proc.signal(signal.SIGHUP)
     wanted = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if all(_presented_cert(port, context) == wanted for _ in range(6)):
-            break
-        time.sleep(0.2)
-    assert all(_presented_cert(port, context) == wanted for _ in range(6))
+    # Six new connections in a row, so that every worker has answered one.
+    wait_for(lambda: all(_presented_cert(port, context) == wanted for _ in range(6)), 20, interval=0.2,
+             what="every worker to present the renewed certificate")
     assert proc.proc is not None and proc.proc.poll() is None
 
 
