@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from pounce.demo import app as demo_app
+from pounce.testing import wait_for
 from tests.helpers import need_command
 
 MESSAGE = "héllo from chromium ✓"
@@ -55,14 +56,16 @@ def chromium(tmp_path: Path) -> Iterator[int]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    port_file = profile / "DevToolsActivePort"
+
+    def devtools_port() -> int:
+        if proc.poll() is not None:
+            pytest.fail(f"chromium exited with {proc.returncode}")
+        text = port_file.read_text() if port_file.exists() else ""
+        return int(text.split()[0]) if text.strip() else 0
+
     try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chromium did not start (exit {proc.poll()})")
-            time.sleep(0.1)
-        yield int(port_file.read_text().split()[0])
+        yield wait_for(devtools_port, 30, interval=0.1, what="chromium to open its DevTools port")
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pounce.testing import run_pounce
-from tests.helpers import subprocess_env
+from pounce.testing import run_pounce, wait_for
+from tests.helpers import holds, subprocess_env
 
 DESIGN_FLAGS = (
     "--host --port --uds --fd --workers --reload --reload-dir --reload-include --reload-exclude "
@@ -208,10 +208,10 @@ def test_second_signal_forces_exit(pounce_process) -> None:
     proc = pounce_process("testapps:slow", "--port", "0", "--timeout-graceful-shutdown", "60")
     t = threading.Thread(target=lambda: _ignore(lambda: httpx.get(proc.url + "/?30", timeout=40)))
     t.start()
-    time.sleep(0.5)
+    wait_for(lambda: "slow: sleeping 30 s" in proc.output(), what=proc.output)
     proc.signal(signal.SIGTERM)
-    time.sleep(0.5)
-    assert proc.proc.poll() is None  # still draining the 30 s request
+    wait_for(lambda: "shutting down gracefully" in proc.output(), what=proc.output)
+    holds(lambda: proc.proc.poll() is None, 0.5, "the drain of the 30 s request")
     began = time.monotonic()
     proc.signal(signal.SIGTERM)
     proc.wait(10)

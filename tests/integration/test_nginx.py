@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -20,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ROOT, need_command
+from pounce.testing import wait_for
+from tests.helpers import ROOT, connect, fetch, free_port, need_command
 
 RECIPE = """
     proxy_http_version 1.1;
@@ -131,12 +131,6 @@ def ensure_nginx() -> None:
                        stdin=subprocess.DEVNULL, capture_output=True, check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     ensure_nginx()
@@ -169,17 +163,21 @@ def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
         [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+    def error_log() -> str:
+        log = tmp_path / "error.log"
+        return log.read_text() if log.exists() else ""
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"nginx exited with {proc.returncode}: {error_log()}")
+        try:
+            connect(http_port, timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", http_port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
-                    pytest.fail(f"nginx did not start ({proc.poll()}): {log}")
-                time.sleep(0.05)
+        wait_for(listening, 15, interval=0.05, what=lambda: f"nginx to listen: {error_log()}")
         yield {"app": app, "http": f"http://127.0.0.1:{http_port}", "https": f"https://127.0.0.1:{https_port}",
                "port": http_port, "ca": str(ca_path), "pounce_tcp": tcp}
     finally:
@@ -191,25 +189,16 @@ def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
             proc.wait(5)
 
 
-def raw_get(port: int, path: str) -> tuple[dict[str, Any], int]:
-    """GET through nginx on a raw socket; returns the JSON and our own port."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        local_port = sock.getsockname()[1]
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), data[:300]
-    return json.loads(body), local_port
+def raw_get(port: int, path: str) -> dict[str, Any]:
+    """GET through nginx on a raw socket (our own Host header); the JSON facts."""
+    head, body = fetch(port, path, host="app.example")
+    assert head.startswith(b"HTTP/1.1 200"), head + body[:300]
+    return json.loads(body)
 
 
 @pytest.mark.parametrize("route", ["unix", "tcp"])
 def test_client_address_and_host(stack: dict[str, Any], route: str) -> None:
-    facts, _ = raw_get(stack["port"], f"/{route}/whoami")
+    facts = raw_get(stack["port"], f"/{route}/whoami")
     # Over a unix socket pounce sees no peer address at all, over TCP it
     # sees nginx's ephemeral port: the 127.0.0.1 with port 0 can only have
     # come from X-Forwarded-For.
@@ -244,7 +233,7 @@ def test_sse_streams_through_nginx(stack: dict[str, Any], route: str) -> None:
 def test_keep_alive_to_upstream(stack: dict[str, Any]) -> None:
     """Five separate client connections to nginx travel over one kept-alive
     nginx→pounce connection (the same upstream source port each time)."""
-    ports = {raw_get(stack["port"], "/ka/x")[0]["client"][1] for _ in range(5)}
+    ports = {raw_get(stack["port"], "/ka/x")["client"][1] for _ in range(5)}
     assert len(ports) == 1 and next(iter(ports)) > 0
 
 

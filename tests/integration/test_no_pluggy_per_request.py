@@ -12,13 +12,13 @@ just without pluggy in between.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 import pounce
+from pounce.testing import wait_for
 from testapps import read_body
 
 CONNECTIONS = 20
@@ -104,9 +104,8 @@ def test_no_hook_calls_while_serving(serve: Any) -> None:
                     assert response.status_code == 200
                     client_ports.add(response.text.split()[-1])
         # The observer runs just after the response is written: wait for it.
-        deadline = time.monotonic() + 5
-        while observer.seen < CONNECTIONS * REQUESTS_PER_CONNECTION and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: observer.seen >= CONNECTIONS * REQUESTS_PER_CONNECTION, 5,
+                 what=lambda: f"every request observed ({observer.seen} so far)")
         http_observed = observer.seen
         websocket_rounds = _websocket_session(server.port)
     finally:

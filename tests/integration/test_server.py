@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 import pounce
+import testapps
 from pounce import LifecycleCollector, Server, ServerConfig
-from pounce.testing import ServerThread
+from pounce.testing import ServerThread, wait_for
 from testapps import echo_scope, hello, slow
 
 
@@ -147,9 +148,10 @@ def test_graceful_shutdown_lets_in_flight_finish(serve) -> None:
     def request() -> None:
         result["response"] = httpx.get(srv.url + "/?1.0", timeout=10)
 
+    before = testapps.SLOW_STARTED[0]
     t = threading.Thread(target=request)
     t.start()
-    time.sleep(0.3)
+    wait_for(lambda: testapps.SLOW_STARTED[0] > before, what="the request to be inside the app")
     srv.server.shutdown()
     t.join(10)
     response = result["response"]
@@ -169,9 +171,10 @@ def test_graceful_shutdown_timeout_aborts_hung_requests(serve) -> None:
         except httpx.HTTPError as exc:
             errors.append(exc)
 
+    before = testapps.SLOW_STARTED[0]
     t = threading.Thread(target=request)
     t.start()
-    time.sleep(0.3)
+    wait_for(lambda: testapps.SLOW_STARTED[0] > before, what="the request to be inside the app")
     began = time.monotonic()
     srv.stop()
     assert time.monotonic() - began < 5
@@ -192,17 +195,18 @@ def test_pounce_run_programmatic() -> None:
     server = Server(config, hello, plugins=[Grab()])
     t = threading.Thread(target=server.run)
     t.start()
-    deadline = time.monotonic() + 10
-    while "port" not in holder and time.monotonic() < deadline:
-        time.sleep(0.02)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def hello_answered() -> bool:
         try:
-            assert httpx.get(f"http://127.0.0.1:{holder['port']}/").text == "Hello, world!"
-            break
+            return httpx.get(f"http://127.0.0.1:{holder['port']}/").text == "Hello, world!"
         except httpx.ConnectError:
-            time.sleep(0.05)
-    server.shutdown()
+            return False  # bound, not serving yet
+
+    try:
+        wait_for(lambda: "port" in holder, what="the sockets to be bound")
+        wait_for(hello_answered, 5, what="the programmatic server to answer")
+    finally:
+        server.shutdown()
     t.join(10)
     assert not t.is_alive()
 

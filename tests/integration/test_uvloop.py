@@ -10,13 +10,13 @@ it, e.g. ``pip install --target /tmp/uvloop-site uvloop`` and
 from __future__ import annotations
 
 import importlib.util
-import socket
 from typing import Any
 
 import httpx
 import pytest
 
 from testapps import read_body
+from tests.helpers import exchange
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed")
 
@@ -48,10 +48,6 @@ def test_pipelined_on_uvloop(serve: Any) -> None:
     requests = (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
                 b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
-        sock.sendall(requests)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = exchange(srv.port, requests, timeout=10)
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 3
     assert data.index(b"uvloop 0") < data.index(b"uvloop 3") < data.rindex(b"uvloop 0")
