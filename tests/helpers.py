@@ -120,10 +120,10 @@ def read_until_closed(sock: socket.socket, timeout: float = 5.0, *,
     return data, False
 
 
-def exchange(address: Address, data: bytes, *, half_close: bool = False, source: str | None = None,
-             timeout: float = 5.0, idle: float | None = None) -> bytes:
-    """Send ``data`` on a new connection (then FIN, with ``half_close``) and
-    return what comes back, read as :func:`read_until_closed` does."""
+def send_and_read(address: Address, data: bytes, *, half_close: bool = False, source: str | None = None,
+                  timeout: float = 5.0, idle: float | None = None) -> tuple[bytes, bool]:
+    """Send ``data`` on a new connection (then FIN, with ``half_close``); what
+    comes back and whether the server closed, as :func:`read_until_closed`."""
     with connect(address, timeout, source=source) as sock:
         try:
             sock.sendall(data)
@@ -131,10 +131,17 @@ def exchange(address: Address, data: bytes, *, half_close: bool = False, source:
                 sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may answer and close before reading it all
-        return read_until_closed(sock, timeout, idle=idle)[0]
+        return read_until_closed(sock, timeout, idle=idle)
 
 
-def fetch(address: Address, path: str = "/", *, host: str = "t", timeout: float = 10.0) -> tuple[bytes, bytes]:
+def exchange(address: Address, data: bytes, *, half_close: bool = False, source: str | None = None,
+             timeout: float = 5.0, idle: float | None = None) -> bytes:
+    """:func:`send_and_read` for when only the answer matters."""
+    return send_and_read(address, data, half_close=half_close, source=source, timeout=timeout, idle=idle)[0]
+
+
+def fetch(address: Address, path: str = "/", *, host: str = "t",
+          timeout: float = 10.0) -> tuple[bytes, bytes]:
     """One ``GET path`` with ``Connection: close`` on a new connection: the
     response head and body as they came (no client library in between)."""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()

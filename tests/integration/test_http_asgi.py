@@ -17,7 +17,7 @@ import pytest
 
 from pounce.testing import wait_for
 from testapps import read_body
-from tests.helpers import connect, read_until, read_until_closed, settled
+from tests.helpers import connect, read_until, read_until_closed, send_and_read, settled
 
 Scope = dict[str, Any]
 
@@ -164,10 +164,8 @@ def test_expect_100_continue_sent_only_when_app_receives(serve: Any) -> None:
 
     # An app that answers without reading: no 100, and the connection closes
     # (the client may or may not send its body now).
-    sock = connect(srv.port)
-    sock.sendall(b"POST /reject HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(
+        srv.port, b"POST /reject HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 417") and b" 100 " not in data and closed
 
 
@@ -319,10 +317,8 @@ def trailers_app_factory(scopes: list[Scope]) -> Any:
 def test_trailers_sent_when_client_accepts_them(serve: Any) -> None:
     scopes: list[Scope] = []
     srv = serve(trailers_app_factory(scopes), lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port,
+                                 b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower()
     assert body == b"5\r\npart1\r\n5\r\npart2\r\n0\r\nx-checksum: abc123\r\n\r\n"
@@ -359,10 +355,7 @@ def test_app_raising_mid_response_closes_connection(serve: Any) -> None:
         raise ValueError("boom")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert closed and data.count(b"HTTP/1.1") == 1
     assert data.startswith(b"HTTP/1.1 200") and b"partial" in data and not data.endswith(b"0\r\n\r\n")
 
@@ -385,10 +378,8 @@ def test_head_has_headers_without_body(serve: Any) -> None:
             await respond(send, body=b"twelve bytes")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    data, _ = read_until_closed(sock)
-    sock.close()
+    data, _ = send_and_read(
+        srv.port, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     first, _, rest = data.partition(b"\r\n\r\n")
     assert b"content-length: 12" in first.lower()
     assert rest.startswith(b"HTTP/1.1 200")  # no body bytes between the two responses
@@ -402,10 +393,8 @@ def test_no_body_statuses(serve: Any, status: int) -> None:
             await respond(send, status, b"should not appear")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    data, _ = read_until_closed(sock)
-    sock.close()
+    data, _ = send_and_read(
+        srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert b"should not appear" not in data
     assert data.count(b"HTTP/1.1 %d" % status) == 2
     assert b"content-length" not in data.split(b"\r\n\r\n")[0].lower() or status == 304
@@ -462,10 +451,7 @@ def test_keep_alive_reuses_connection_and_close_closes(serve: Any) -> None:
     with httpx.Client(base_url=srv.url) as client:
         ports = {client.get("/").text for _ in range(3)}
     assert len(ports) == 1
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert closed and b"connection: close" in data.lower()
 
 
@@ -584,15 +570,9 @@ def test_large_head_in_one_read_gets_431(serve: Any) -> None:
             await respond(send, body=b"ok")
 
     srv = serve(app, lifespan="off", http_max_incomplete_event_size=2048)
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 3000 + b"\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 3000 + b"\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 431") and closed
-    sock = connect(srv.port)
-    sock.sendall(b"GET /" + b"p" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET /" + b"p" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 414") and closed
 
 
@@ -602,10 +582,7 @@ def test_invalid_response_header_gets_500_not_injection(serve: Any) -> None:
             await respond(send, body=b"x", headers=[(b"x-evil", b"a\r\nSet-Cookie: injected=1")])
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 500") and b"injected" not in data and closed
 
 
@@ -618,10 +595,8 @@ def test_body_shorter_than_declared_length_closes(serve: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port,
+                                 b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     # The client must not take the next response for the missing 5 bytes.
     assert data.count(b"HTTP/1.1 ") == 1 and data.endswith(b"12345") and closed
 
@@ -637,10 +612,7 @@ def test_app_raising_after_start_before_body_gets_500(serve: Any) -> None:
         raise ValueError("boom")
 
     srv = serve(app, lifespan="off")
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 500") and data.count(b"HTTP/1.1") == 1 and closed
     assert b"x-app" not in data
 
@@ -661,10 +633,8 @@ def test_timeout_keep_alive_zero_closes_when_idle_but_serves_pipeline(serve: Any
             await respond(send, body=scope["path"].encode())
 
     srv = serve(app, lifespan="off", timeout_keep_alive=0)
-    sock = connect(srv.port)
-    sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-    data, closed = read_until_closed(sock, timeout=3)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+                                 timeout=3)
     assert data.endswith(b"/b") and data.count(b"HTTP/1.1 200") == 2 and closed
 
 

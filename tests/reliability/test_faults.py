@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 from pounce.testing import LogRecords, wait_for
-from tests.helpers import accept_queue, connect, read_until_closed, rst_close, settled, subprocess_env
+from tests.helpers import (
+    accept_queue,
+    connect,
+    read_until_closed,
+    rst_close,
+    send_and_read,
+    settled,
+    subprocess_env,
+)
 
 Scope = dict[str, Any]
 
@@ -77,10 +85,7 @@ def test_invalid_app_messages_are_refused_never_written(serve: Any, errors: LogR
             await send(message)
 
     srv = serve(app, lifespan="off", logging_access_log=False)
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 500 "), data[:200]
     assert b"Injected" not in data and b"INJECTED" not in data and b"\xe2\x98\x83" not in data
     assert data.count(b"HTTP/1.1") == 1 and closed
@@ -104,10 +109,7 @@ def test_invalid_message_after_the_head_is_out_closes_without_writing(serve: Any
         await send({**START, "headers": [(b"x-injected", b"1")]})
 
     srv = serve(app, lifespan="off", logging_access_log=False)
-    sock = connect(srv.port)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert closed and data.startswith(b"HTTP/1.1 200 ") and b"part" in data
     assert b"injected" not in data.lower() and data.count(b"HTTP/1.1") == 1
     assert not data.endswith(b"0\r\n\r\n")  # not passed off as a complete response
@@ -225,10 +227,7 @@ def test_full_accept_backlog_loses_no_connection(pounce_process: Any) -> None:
 
     def client() -> None:
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            data, _ = read_until_closed(sock, timeout=20)
-            sock.close()
+            data, _ = send_and_read(port, b"GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", timeout=20)
             results.append(data.split(b"\r\n", 1)[0])
         except OSError as exc:
             results.append(exc)
@@ -446,24 +445,16 @@ def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, error
 
     srv = serve(app, lifespan="off", logging_access_log=False, http_timeout_request=0.5)
     started = time.monotonic()
-    sock = connect(srv.port)
-    sock.sendall(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
     took = time.monotonic() - started
     assert data.startswith(b"HTTP/1.1 504 ") and b"connection: close" in data.lower() and closed
     assert 0.4 < took < 3.0, took
     # The same through h11 (a chunked body never takes the fast path).
-    sock = connect(srv.port)
-    sock.sendall(b"POST /hang HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(
+        srv.port, b"POST /hang HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 504 ") and closed
 
-    sock = connect(srv.port)
-    sock.sendall(b"GET /partial HTTP/1.1\r\nHost: a\r\n\r\n")
-    data, closed = read_until_closed(sock)
-    sock.close()
+    data, closed = send_and_read(srv.port, b"GET /partial HTTP/1.1\r\nHost: a\r\n\r\n")
     assert closed and data.startswith(b"HTTP/1.1 200 ") and b"partial" in data
     assert not data.endswith(b"0\r\n\r\n") and b"504" not in data
 
