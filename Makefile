@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` and `make test`. Each sets up
 # its own virtual environment; nothing installed by hand is assumed.
+# `make test-fast` is `make test` without the tests marked slow.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONTRIB := $(wildcard plugins-contrib/*/pyproject.toml)
 
-.PHONY: run test setup system-deps lint docs bench clean
+.PHONY: run test test-fast setup system-deps lint docs bench clean
 
 $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ run: setup
 test: setup system-deps
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup system-deps
+	$(BIN)/ruff check pounce tests benchmarks plugins-contrib
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib

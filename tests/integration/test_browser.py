@@ -110,6 +110,7 @@ class DevTools:
         raise TimeoutError(f"page never satisfied {expression}")
 
 
+@pytest.mark.slow
 def test_chromium_echoes_through_the_demo_page(serve: Any, chromium: int, tmp_path: Path) -> None:
     seen.clear()
     srv = serve(recording_demo)

@@ -97,6 +97,7 @@ def test_section_of_inactive_plugin_is_explained(tmp_path: Path) -> None:
     assert "unknown section [testplugin] (it belongs to plugin 'testplugin', which is not enabled)" in result.stderr
 
 
+@pytest.mark.slow
 def test_import_error_is_one_line_exit_1(tmp_path: Path) -> None:
     result = pounce(tmp_path, "nosuchmodule:app")
     assert result.returncode == 1
@@ -134,6 +135,7 @@ def test_lifespan_failure_exits_3(tmp_path: Path) -> None:
     assert "database unreachable" in result.stderr
 
 
+@pytest.mark.slow
 def test_factory_dotted_and_app_dir(pounce_process, tmp_path: Path) -> None:
     proc = pounce_process("testapps:factory", "--factory", "--port", "0")
     assert httpx.get(proc.url).text == "Hello, world!"
@@ -202,6 +204,7 @@ def test_sigint_graceful_exit_0(pounce_process) -> None:
     assert "shutting down gracefully" in proc.output()
 
 
+@pytest.mark.slow
 def test_second_signal_forces_exit(pounce_process) -> None:
     import threading
 

@@ -119,6 +119,7 @@ def test_connection_hook_costs_nothing_when_unused() -> None:
     assert wrapped is not core_factory and wrapped() == ("wrapped", core_factory)
 
 
+@pytest.mark.slow
 def test_the_example_plugins_own_tests_pass(installed: tuple[Path, dict[str, str]]) -> None:
     folder, env = installed
     result = subprocess.run(
@@ -129,6 +130,7 @@ def test_the_example_plugins_own_tests_pass(installed: tuple[Path, dict[str, str
     assert "5 passed" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_example_is_listed_and_runs_from_the_guides_pounce_toml(installed: tuple[Path, dict[str, str]]) -> None:
     folder, env = installed
     for cwd, status in ((folder / "site", "disabled"), (folder, "enabled")):  # folder has pounce.toml

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import ROOT, need_command
 
@@ -26,6 +27,7 @@ def test_demo_endpoints(pounce_process) -> None:
     assert httpx.get(base + "/nope").status_code == 404
 
 
+@pytest.mark.slow
 def test_demo_page_in_a_real_browser(pounce_process, tmp_path: Path) -> None:
     chromium = need_command("chromium")
     proc = pounce_process("--config", str(ROOT / "pounce.toml"), "--port", "0")

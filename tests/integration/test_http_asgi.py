@@ -75,6 +75,7 @@ def test_content_length_and_chunked_bodies(serve: Any) -> None:
         assert response.content == b"abcdef"
 
 
+@pytest.mark.slow
 def test_backpressure_slow_reader_bounds_buffering(serve: Any) -> None:
     """An app that does not receive makes pounce stop reading: the first
     message it finally reads is bounded, however much the client pushed."""
@@ -421,6 +422,7 @@ def test_default_headers_and_switches(serve: Any) -> None:
 # -- connections -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pipelined_requests_answered_in_order(serve: Any) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -476,6 +478,7 @@ def test_http_10(serve: Any, keep_alive: bool) -> None:
     assert b"transfer-encoding" not in head.lower() and body == b"streamed body" and closed
 
 
+@pytest.mark.slow
 def test_timeout_keep_alive_closes_idle_connection(serve: Any) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -494,6 +497,7 @@ def test_timeout_keep_alive_closes_idle_connection(serve: Any) -> None:
 # -- limits and timeouts ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slowloris_closed_after_timeout_request_header(serve: Any) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -617,6 +621,7 @@ def test_app_raising_after_start_before_body_gets_500(serve: Any) -> None:
     assert b"x-app" not in data
 
 
+@pytest.mark.slow
 def test_limit_concurrency_sequential_clients_not_refused(serve: Any) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -638,6 +643,7 @@ def test_timeout_keep_alive_zero_closes_when_idle_but_serves_pipeline(serve: Any
     assert data.endswith(b"/b") and data.count(b"HTTP/1.1 200") == 2 and closed
 
 
+@pytest.mark.slow
 def test_pipelining_client_that_never_reads_is_not_answered_into_memory(serve: Any) -> None:
     """300 pipelined requests for 256 KiB each from a client that reads
     nothing: pounce stops taking requests once its write buffer is full

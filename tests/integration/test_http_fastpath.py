@@ -214,6 +214,7 @@ def test_mixed_requests_one_by_one(server: ServerThread, counter: FastCounter) -
     assert counter.accepted == 4  # /one /four /stream /five
 
 
+@pytest.mark.slow
 @given(cuts=st.lists(st.integers(min_value=1, max_value=len(b"".join(MIXED)) - 1), max_size=6, unique=True))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_mixed_requests_split_anywhere(server: ServerThread, cuts: list[int]) -> None:
@@ -313,6 +314,7 @@ def test_same_responses_with_and_without_fast_path(server: ServerThread, request
     assert data.startswith(b"HTTP/1.1 ")
 
 
+@pytest.mark.slow
 @given(requests=st.lists(well_formed(), min_size=1, max_size=3))
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_same_responses_one_request_per_write(server: ServerThread, requests: list[bytes]) -> None:
@@ -343,6 +345,7 @@ _HOSTILE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", _HOSTILE, ids=range(len(_HOSTILE)))
 def test_hostile_requests_same_with_and_without_fast_path(server: ServerThread, data: bytes) -> None:
     compare(server, [data + _TAIL])
@@ -363,6 +366,7 @@ _NAMES = st.sampled_from([b"server", b"date", b"x-a", b"Content-Type", b"content
 _VALUES = st.sampled_from([b"pounce", b"1", b"close", b"chunked", b"a b", b" pad", b"x\r\ny", b"", b"5, 5"])
 
 
+@pytest.mark.slow
 @given(defaults=st.lists(st.tuples(_NAMES, _VALUES), max_size=4),
        headers=st.lists(st.tuples(_NAMES, _VALUES), max_size=4),
        status=st.sampled_from([200, 204, 304, 404]), method=st.sampled_from([b"GET", b"HEAD"]),
@@ -474,6 +478,7 @@ def test_websocket_upgrade_after_fast_path_requests_on_one_connection(serve: Any
     assert b"\x81\x02hi" in data  # the text frame "hi"
 
 
+@pytest.mark.slow
 def test_keep_alive_timer_counts_from_the_last_response(serve: Any) -> None:
     """The fast path arms its keep-alive timer once per idle stretch: a
     connection busy for longer than the timeout stays open while it is

@@ -161,6 +161,7 @@ def test_access_log_format_fields(pounce_process: Any, tmp_path: Path) -> None:
     assert bare[4] == "GET /bare HTTP/1.1" and bare[9] == "-" and bare[10] == "-"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fmt", "why"),
     [
@@ -300,6 +301,7 @@ def test_app_error_is_logged_once_with_traceback(pounce_process: Any, tmp_path: 
         assert "ZeroDivisionError: boom in app" in output[index:]
 
 
+@pytest.mark.slow
 def test_log_level_filters_and_trace_is_lowest(pounce_process: Any, tmp_path: Path) -> None:
     # No banner at warning level: the port is chosen here, and the server is
     # ready when it answers.
@@ -384,6 +386,7 @@ def pipe_bytes(fd: int) -> int:
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nonblocking", [False, True])
 def test_records_from_several_processes_never_interleave(tmp_path: Path, nonblocking: bool) -> None:
     """Four processes log 3.5 KB records into one pipe at once: every line
@@ -429,6 +432,7 @@ def test_records_from_several_processes_never_interleave(tmp_path: Path, nonbloc
         counts[tag] += 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_workers_log_whole_json_lines_with_their_ids(pounce_process: Any, mode: str) -> None:
     """Several workers answer concurrent requests: one whole JSON line per

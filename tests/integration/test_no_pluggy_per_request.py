@@ -68,6 +68,7 @@ class Observer:
         return observe
 
 
+@pytest.mark.slow
 def test_no_hook_calls_while_serving(serve: Any) -> None:
     observer = Observer()
     server = serve(app, plugins=[observer], workers=1)

@@ -133,6 +133,7 @@ def edit(path: Path, text: str) -> None:
 # -- reload serves the new code ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_module_two_imports_deep_is_reloaded(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project)
     first = get(proc.url)
@@ -151,6 +152,7 @@ def test_module_two_imports_deep_is_reloaded(pounce_process: Any, project: Path)
     assert re.search(r"reload: watching \S+ \(include \*\.py; exclude", out)
 
 
+@pytest.mark.slow
 def test_multi_worker_rolls_to_fresh_workers(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project, "--workers", "2", "--worker-mode", "process")
     old = {pid_of(get(proc.url)) for _ in range(8)}
@@ -176,6 +178,7 @@ def test_multi_worker_rolls_to_fresh_workers(pounce_process: Any, project: Path)
 # -- broken code keeps the last good version ------------------------------------
 
 
+@pytest.mark.slow
 def test_broken_then_fixed(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project)
     assert value_of(get(proc.url)) == "v=one"
@@ -223,6 +226,7 @@ async def app(scope, receive, send):
 '''
 
 
+@pytest.mark.slow
 def test_failing_at_startup_waits_for_a_fix(pounce_process: Any, project: Path) -> None:
     """The first server process fails (its lifespan startup refuses): one
     error, the port stays bound, and the fix starts a server."""
@@ -237,6 +241,7 @@ def test_failing_at_startup_waits_for_a_fix(pounce_process: Any, project: Path) 
     wait_value(proc.url, "good")
 
 
+@pytest.mark.slow
 def test_change_during_a_slow_start_supersedes_it(pounce_process: Any, project: Path) -> None:
     """A save while the new version is still importing: that version is
     already stale, so it is dropped and the newest one is started."""
@@ -255,6 +260,7 @@ def test_change_during_a_slow_start_supersedes_it(pounce_process: Any, project: 
 # -- the port is never dropped --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_requests_during_reload_are_all_served(pounce_process: Any, project: Path) -> None:
     """Clients keep coming through ten reloads, on fresh connections and on
     one keep-alive client: every request gets an answer, none is reset.
@@ -298,6 +304,7 @@ def test_requests_during_reload_are_all_served(pounce_process: Any, project: Pat
     assert results[-1] == "v=r9"
 
 
+@pytest.mark.slow
 def test_connections_wait_in_backlog_while_nothing_serves(pounce_process: Any, project: Path) -> None:
     """The parent's banner is out before the (slow) first server process
     serves; a client connecting then is queued by the kernel and served."""
@@ -312,6 +319,7 @@ def test_connections_wait_in_backlog_while_nothing_serves(pounce_process: Any, p
 # -- what is watched ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ignored_files_do_not_reload_and_bursts_reload_once(pounce_process: Any, project: Path) -> None:
     (project / ".git").mkdir()
     (project / "pkg").mkdir()
@@ -346,6 +354,7 @@ def test_ignored_files_do_not_reload_and_bursts_reload_once(pounce_process: Any,
     assert "mod0.py" in seen[1] and "helper2.py" in seen[1]
 
 
+@pytest.mark.slow
 def test_include_exclude_and_several_dirs(pounce_process: Any, project: Path) -> None:
     (project / "templates").mkdir()
     (project / "templates" / "page.html").write_text("<p>1</p>")
@@ -378,6 +387,7 @@ def test_include_exclude_and_several_dirs(pounce_process: Any, project: Path) ->
 # -- stopping, errors, --check ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_parent_and_children(pounce_process: Any, project: Path, signum: int) -> None:
     proc = start(pounce_process, project)
@@ -406,6 +416,7 @@ async def app(scope, receive, send):
 '''
 
 
+@pytest.mark.slow
 def test_second_signal_forces_exit(pounce_process: Any, project: Path) -> None:
     (project / "slow.py").write_text(SLOW_APP)
     proc = pounce_process("slow:app", "--reload", "--port", "0", "--reload-dir", str(project), cwd=project)
@@ -433,6 +444,7 @@ def test_second_signal_forces_exit(pounce_process: Any, project: Path) -> None:
     assert outcome and not outcome[0].startswith("pid=")  # aborted, not completed
 
 
+@pytest.mark.slow
 def test_crashed_server_process_is_replaced(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project)
     child = pid_of(get(proc.url))
@@ -443,6 +455,7 @@ def test_crashed_server_process_is_replaced(pounce_process: Any, project: Path) 
     assert re.search(rf"server process {child} exited with status -9; starting a new one", proc.output())
 
 
+@pytest.mark.slow
 def test_max_requests_recycles_the_server_process(pounce_process: Any, project: Path) -> None:
     proc = start(pounce_process, project, "--limit-max-requests", "3")
     pids = [pid_of(get(proc.url)) for _ in range(7)]

@@ -96,6 +96,7 @@ def test_keep_alive_reuses_connection(serve) -> None:
     assert len(ports) == 1
 
 
+@pytest.mark.slow
 def test_streaming_response_and_post_echo(serve) -> None:
     from pounce.demo import app
 
@@ -141,6 +142,7 @@ def test_inherited_fd(serve) -> None:
     assert httpx.get(f"http://127.0.0.1:{port}/").text == "Hello, world!"
 
 
+@pytest.mark.slow
 def test_graceful_shutdown_lets_in_flight_finish(serve) -> None:
     srv = serve(slow, timeout_graceful_shutdown=10)
     result: dict[str, object] = {}
@@ -161,6 +163,7 @@ def test_graceful_shutdown_lets_in_flight_finish(serve) -> None:
         httpx.get(srv.url, timeout=2)
 
 
+@pytest.mark.slow
 def test_graceful_shutdown_timeout_aborts_hung_requests(serve) -> None:
     srv = serve(slow, timeout_graceful_shutdown=0.5)
     errors: list[BaseException] = []

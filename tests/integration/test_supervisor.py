@@ -136,6 +136,7 @@ def test_thread_crash_is_logged_and_replaced(suplog: LogRecords) -> None:
     assert ("exit", 1, 1) in recorder.calls
 
 
+@pytest.mark.slow
 def test_thread_heartbeat_timeout_abandons_and_replaces(suplog: LogRecords) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread", supervisor_worker_timeout=1) as srv:
         blocked = threading.Thread(target=lambda: _quiet_get(srv, "/block?2.5"), daemon=True)
@@ -199,6 +200,7 @@ def test_max_requests_recycles_replacement_first() -> None:
         assert any(e[0] == "ready" and e[1] > drain[1] for e in before), events
 
 
+@pytest.mark.slow
 def test_restart_workers_under_load_drops_nothing() -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread") as srv:
         before = apps.REQUESTS
@@ -219,6 +221,7 @@ def test_restart_workers_under_load_drops_nothing() -> None:
     assert first_new_ready < min(index(events, ("drain", 1, "restart")), index(events, ("drain", 2, "restart")))
 
 
+@pytest.mark.slow
 def test_add_and_remove_worker(suplog: LogRecords) -> None:
     with ServerThread(apps.app, workers=2, worker_mode="thread") as srv:
         sup = supervisor_for(srv.server)
@@ -237,6 +240,7 @@ def test_add_and_remove_worker(suplog: LogRecords) -> None:
         assert get(srv)
 
 
+@pytest.mark.slow
 def test_shutdown_from_another_thread_finishes_in_flight_requests() -> None:
     srv = ServerThread(apps.app, workers=2, worker_mode="thread").start()
     bodies: list[str] = []
@@ -253,6 +257,7 @@ def test_shutdown_from_another_thread_finishes_in_flight_requests() -> None:
     assert sorted(exits) == [("exit", 1, 0, "stopped"), ("exit", 2, 0, "stopped")]
 
 
+@pytest.mark.slow
 def test_process_mode_in_process_server_each_worker_runs_lifespan(tmp_path: Any) -> None:
     config = tmp_path / "pounce.toml"
     config.write_text('[server]\napp = "supervisorapps:app"\n')
@@ -285,6 +290,7 @@ def test_single_worker_leaves_serving_to_the_core() -> None:
     assert not any(isinstance(e, WorkerSpawned) for e in srv.collector.events)
 
 
+@pytest.mark.slow
 def test_process_worker_crash_sequence(tmp_path: Any) -> None:
     import signal
 
@@ -329,6 +335,7 @@ def test_a_plugin_failing_in_a_supervisor_hook_stops_the_server_naming_it() -> N
              timeout=10, what="worker threads to end")
 
 
+@pytest.mark.slow
 def test_forced_stop_does_not_wait_for_a_blocked_thread(suplog: LogRecords) -> None:
     srv = ServerThread(apps.app, workers=2, worker_mode="thread").start()
     before = apps.REQUESTS

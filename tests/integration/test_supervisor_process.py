@@ -44,6 +44,7 @@ def wait_ready(proc: ServerProcess, count: int, timeout: float = 20.0) -> None:
     wait_output(proc, lambda out: len(READY.findall(out)) >= count, timeout, f"{count} ready workers")
 
 
+@pytest.mark.slow
 def test_workers_zero_or_negative_is_a_config_error() -> None:
     for value in ("0", "-1"):
         result = run_pounce(["testapps:hello", "--workers", value])
@@ -54,6 +55,7 @@ def test_workers_zero_or_negative_is_a_config_error() -> None:
     assert re.search(r'workers = "?auto"?', result.stdout)
 
 
+@pytest.mark.slow
 def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
@@ -81,6 +83,7 @@ def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
     assert "draining (shutdown)" in output and output.count("exited (shutdown, exit code 0)") == 2
 
 
+@pytest.mark.slow
 def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
@@ -109,6 +112,7 @@ def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
                if p in new) < first_drain
 
 
+@pytest.mark.slow
 def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
@@ -132,6 +136,7 @@ def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: An
     assert proc.proc is not None and proc.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process",
                  "--limit-max-requests", "60", "--limit-max-requests-jitter", "10")
@@ -149,6 +154,7 @@ def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) ->
     assert len(load.pids()) >= 3
 
 
+@pytest.mark.slow
 def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
@@ -164,6 +170,7 @@ def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> Non
     assert proc.output().count("exited (shutdown, exit code 0)") == 2
 
 
+@pytest.mark.slow
 def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: Any, tmp_path: Path) -> None:
     proc = ServerProcess(
         ["supervisorapps:crash_in_workers", "--factory", "--port", "0", "--workers", "2",
@@ -184,6 +191,7 @@ def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: A
     assert "starting a replacement in" in output  # with backoff
 
 
+@pytest.mark.slow
 def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process", "--worker-timeout", "1")
     wait_ready(proc, 2)
@@ -201,6 +209,7 @@ def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: An
     assert "timed out (killed by SIGKILL)" in proc.output()
 
 
+@pytest.mark.slow
 def test_lifespan_failure_in_worker_processes_exits_3(pounce_process: Any, tmp_path: Path) -> None:
     result = run_pounce(["testapps:failing_startup", "--port", "0", "--workers", "2",
                          "--worker-mode", "process", "--lifespan", "on"],
@@ -210,6 +219,7 @@ def test_lifespan_failure_in_worker_processes_exits_3(pounce_process: Any, tmp_p
     assert len(final) == 1 and "lifespan startup failed: database unreachable" in final[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("event", ["hup", "term"])
 def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "thread")
@@ -235,6 +245,7 @@ def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None
         load.kill()
 
 
+@pytest.mark.slow
 def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
@@ -256,6 +267,7 @@ def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
     assert "forcing exit" in proc.output()
 
 
+@pytest.mark.slow
 def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path) -> None:
     path = tmp_path / "app.sock"
     proc = pounce_process("supervisorapps:app", "--uds", str(path), "--workers", "2",
@@ -277,6 +289,7 @@ def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Pat
     assert not path.exists()  # the supervisor, owner of the file, removed it
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode: str) -> None:
@@ -300,6 +313,7 @@ def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode
     assert proc.wait(20) == 0
 
 
+@pytest.mark.slow
 def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
     """A terminal sends TTIN/HUP to the whole process group: workers ignore
     them (TTIN would otherwise stop a process), the supervisor acts once."""
@@ -315,6 +329,7 @@ def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
     assert "died" not in output and output.count("workers: 3 (one more)") == 1
 
 
+@pytest.mark.slow
 def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "SUPERVISOR_TEST_MARKER": str(tmp_path / "calls"),
            "SUPERVISOR_TEST_LIMIT": "2", "POUNCE_SUPERVISOR_MAX_RESTARTS": "3",

@@ -413,6 +413,7 @@ def _garbage_clients(port: int) -> None:
         raw_request(port, ssl.create_default_context())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("debug", [False, True], ids=["default", "asyncio-debug"])
 def test_bad_clients_are_dropped_without_traceback(pounce_process, certs: Certs, debug: bool) -> None:
     """In asyncio debug mode every failed handshake is logged with a
@@ -454,6 +455,7 @@ def test_refused_client_certificates_leave_no_traceback(pounce_process, certs: C
     assert "Traceback" not in proc.output(), proc.output()
 
 
+@pytest.mark.slow
 def test_stalled_handshake_times_out(serve, certs: Certs) -> None:
     srv = serve(tls_app, tls_certfile=certs.both, http_timeout_request_header=0.5)
     with connect(srv.port, timeout=10) as sock:
@@ -555,6 +557,7 @@ def _presented_cert(port: int, context: ssl.SSLContext) -> bytes:
     return der
 
 
+@pytest.mark.slow
 def test_certificate_reload_when_files_change(serve, certs: Certs) -> None:
     cert, key = certs.write("live.crt", certs.server.cert_chain_pems[0].bytes()), \
         certs.write("live.key", certs.server.private_key_pem.bytes())
@@ -617,6 +620,7 @@ def test_tls_works_across_asyncio_loops(certs: Certs) -> None:
 # -- worker modes ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_every_worker_mode(pounce_process, certs: Certs, mode: str) -> None:
     """Threads share the main process's context; each process builds its own
@@ -657,6 +661,7 @@ def test_reload_keeps_client_certificate_checks(serve, certs: Certs) -> None:
     assert response == b""
 
 
+@pytest.mark.slow
 def test_sighup_reloads_certificates(pounce_process, certs: Certs) -> None:
     """With file checks off, SIGHUP reloads; the server keeps running."""
     live = certs.write("hup.pem", certs.server.private_key_and_cert_chain_pem.bytes())
@@ -675,6 +680,7 @@ def test_sighup_reloads_certificates(pounce_process, certs: Certs) -> None:
     assert "reloading TLS certificates" in proc.output()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_sighup_with_supervisor_renews_every_worker(pounce_process, certs: Certs, mode: str) -> None:
     """The supervisor's SIGHUP (rolling restart) brings new certificates to

@@ -420,6 +420,7 @@ def test_per_message_deflate_off(ws_serve: Any) -> None:
     assert run(go()) == (None, "plain")
 
 
+@pytest.mark.slow
 def test_server_pings_and_closes_without_pong(ws_serve: Any) -> None:
     srv = ws_serve(recorder, websocket_ping_interval=0.2, websocket_ping_timeout=0.3)
     # A well-behaved client answers the pings and stays connected.
@@ -456,6 +457,7 @@ def test_ping_from_client_gets_pong(ws_serve: Any) -> None:
 # -- backpressure -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_client_that_does_not_read_stalls_the_app(ws_serve: Any) -> None:
     srv = ws_serve(floods)
     raw = RawClient(srv.port)
@@ -471,6 +473,7 @@ def test_client_that_does_not_read_stalls_the_app(ws_serve: Any) -> None:
     wait_for(lambda: seen[0] > stalled_at + 100)
 
 
+@pytest.mark.slow
 def test_app_that_does_not_read_stops_pounce_reading(ws_serve: Any) -> None:
     srv = ws_serve(never_reads, timeout_graceful_shutdown=1)
     raw = RawClient(srv.port)
@@ -550,6 +553,7 @@ def test_sigterm_closes_open_websockets(pounce_process: Any, workers: str) -> No
     assert proc.output().count("app saw disconnect 1012") == 3
 
 
+@pytest.mark.slow
 def test_shutdown_closes_even_when_the_app_never_reads(ws_serve: Any) -> None:
     srv = ws_serve(never_reads, timeout_graceful_shutdown=2)
     raw = RawClient(srv.port)

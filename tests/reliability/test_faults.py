@@ -184,6 +184,7 @@ def pid_rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 def test_client_that_never_reads_the_response_bounds_memory(pounce_process: Any) -> None:
     """Write backpressure: an app streaming 256 MiB to a client that never
     reads is held at send() once the socket buffers are full, so the
@@ -216,6 +217,7 @@ def test_client_that_never_reads_the_response_bounds_memory(pounce_process: Any)
 # -- the server's own limits -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_accept_backlog_loses_no_connection(pounce_process: Any) -> None:
     """The server is frozen (SIGSTOP) with a backlog of 4 while 40 clients
     connect and send a request: the queue overflows, the kernel drops the
@@ -255,6 +257,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.slow
 def test_file_descriptor_exhaustion_sheds_and_recovers(tmp_path: Path) -> None:
     """``ulimit -n 64``: 100 idle connections exhaust the server's
     descriptors. The server logs it, keeps serving the connections it has,
@@ -333,6 +336,7 @@ MODES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounce_process: Any, mode: str) -> None:
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log",
@@ -393,6 +397,7 @@ def test_sigterm_under_load_drains_idle_refuses_new_and_finishes_in_flight(pounc
     assert "Traceback" not in srv.output()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any, mode: str) -> None:
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--no-access-log",
@@ -418,6 +423,7 @@ def test_exit_within_graceful_timeout_when_the_app_hangs(pounce_process: Any, mo
 # -- an app that never answers ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, errors: LogRecords) -> None:
     """``[http] timeout_request``: no head out yet → 504 and close; head out
     but response unfinished → close (no final chunk); either way the app's
@@ -470,6 +476,7 @@ def test_timeout_request_504_or_close_and_the_app_is_cancelled(serve: Any, error
     assert errors.records == []  # a timeout is a warning, not an error
 
 
+@pytest.mark.slow
 def test_timeout_request_flag(pounce_process: Any) -> None:
     srv = pounce_process("reliabilityapps:app", "--port", "0", "--timeout-request", "0.5")
     response = httpx.get(srv.url + "/hang", timeout=10)

@@ -61,6 +61,7 @@ def test_upgrade_with_non_ascii_header_gets_400(serve: Any, errors: LogRecords) 
     assert errors.records == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("harness", ["fuzz_http.py", "fuzz_ws.py"])
 def test_fuzzer_runs_clean_for_a_bounded_time(harness: str, tmp_path: Path) -> None:
     """A few seconds of each atheris harness (the long runs are in

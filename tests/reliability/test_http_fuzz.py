@@ -16,6 +16,8 @@ from pounce.testing import LogRecords, ServerThread, capture_logs
 from tests.helpers import exchange
 from tests.reliability.http_corpus import corpus_app
 
+pytestmark = pytest.mark.slow  # the whole file takes seconds
+
 VALID = (
     b"POST /path?q=1 HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n"
     b"Content-Type: text/plain\r\n\r\nhello"

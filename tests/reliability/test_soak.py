@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # the whole file takes seconds
 
 
 def test_short_soak(tmp_path: Path) -> None:

@@ -164,24 +164,28 @@ def well_formed_requests(draw: st.DrawFn) -> bytes:
 # -- the properties ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(well_formed_requests())
 def test_differential_well_formed_requests(data: bytes) -> None:
     assert_same(data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(requests())
 def test_differential_generated_requests(data: bytes) -> None:
     assert_same(data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.binary(max_size=200))
 def test_differential_random_bytes(data: bytes) -> None:
     assert_same(data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.binary(max_size=120), st.integers(0, 200))
 def test_differential_random_bytes_in_a_valid_request(noise: bytes, where: int) -> None:
@@ -190,6 +194,7 @@ def test_differential_random_bytes_in_a_valid_request(noise: bytes, where: int) 
     assert_same(base[:where] + noise + base[where:])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.lists(st.tuples(tokens, st.binary(max_size=20)), max_size=8),
        st.sampled_from([b"GET", b"POST"]), st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]))
@@ -353,6 +358,7 @@ def h11_response(status: int, headers: list[tuple[bytes, bytes]], method: bytes,
     return data, framing, length, conn._cstate.keep_alive
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.sampled_from([200, 201, 204, 304, 404, 500]),
        st.lists(st.tuples(response_names, response_values), max_size=6),
