@@ -405,20 +405,26 @@ def test_records_from_several_processes_never_interleave(tmp_path: Path, nonbloc
         for tag in "abcd"
     ]
     os.close(write_fd)
-    if nonblocking:
-        # The reader starts late: the writers fill the pipe and hit EAGAIN
-        # (it stops filling; a whole record takes a page of it).
-        capacity = fcntl.fcntl(read_fd, F_GETPIPE_SZ)
-        wait_for(lambda: pipe_bytes(read_fd) > capacity // 2, 20, what="the writers to fill the pipe")
-        settled(lambda: pipe_bytes(read_fd), quiet=0.2)
     chunks = []
-    with os.fdopen(read_fd, "rb") as reader:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            data = reader.read1(65536)
-            if not data:
-                break
-            chunks.append(data)
+    try:
+        with os.fdopen(read_fd, "rb") as reader:
+            if nonblocking:
+                # The reader starts late: the writers fill the pipe and hit
+                # EAGAIN (it stops filling; a whole record takes a page of it).
+                capacity = fcntl.fcntl(read_fd, F_GETPIPE_SZ)
+                wait_for(lambda: pipe_bytes(read_fd) > capacity // 2, 20, what="the writers to fill the pipe")
+                settled(lambda: pipe_bytes(read_fd), quiet=0.2)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                data = reader.read1(65536)
+                if not data:
+                    break
+                chunks.append(data)
+    except BaseException:
+        for proc in procs:  # writers still waiting for room in the pipe
+            proc.kill()
+            proc.wait(5)
+        raise
     for proc in procs:
         assert proc.wait(30) == 0
     lines = b"".join(chunks).decode().splitlines()

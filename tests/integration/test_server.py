@@ -50,12 +50,15 @@ def test_shutdown_before_run_returns_at_once() -> None:
 def test_shutdown_from_another_thread_is_idempotent() -> None:
     srv = ServerThread(hello).start()
     threads = [threading.Thread(target=srv.server.shutdown) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
-    srv._thread.join(10)  # type: ignore[union-attr]
-    assert not srv._thread.is_alive()  # type: ignore[union-attr]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        srv._thread.join(10)  # type: ignore[union-attr]
+        assert not srv._thread.is_alive()  # type: ignore[union-attr]
+    finally:
+        srv.stop()  # already stopped when the test passes
     assert srv.collector.names().count("ShutdownStarted") == 1
 
 

@@ -246,11 +246,13 @@ def test_shutdown_from_another_thread_finishes_in_flight_requests() -> None:
     bodies: list[str] = []
     before = apps.REQUESTS
     client = threading.Thread(target=lambda: bodies.append(get(srv, "/?sleep=1")))
-    client.start()
-    wait_for(lambda: apps.REQUESTS > before, what="the request to be inside the app")
-    threading.Thread(target=srv.server.shutdown).start()
-    client.join(10)
-    srv.stop()
+    try:
+        client.start()
+        wait_for(lambda: apps.REQUESTS > before, what="the request to be inside the app")
+        threading.Thread(target=srv.server.shutdown).start()
+        client.join(10)
+    finally:
+        srv.stop()
     assert bodies and bodies[0].startswith(str(os.getpid()))
     assert srv.server.exit_code == 0
     exits = [e for e in worker_events(srv) if e[0] == "exit"]
@@ -339,15 +341,18 @@ def test_a_plugin_failing_in_a_supervisor_hook_stops_the_server_naming_it() -> N
 def test_forced_stop_does_not_wait_for_a_blocked_thread(suplog: LogRecords) -> None:
     srv = ServerThread(apps.app, workers=2, worker_mode="thread").start()
     before = apps.REQUESTS
-    threading.Thread(target=lambda: _quiet_get(srv, "/block?8"), daemon=True).start()
-    wait_for(lambda: apps.REQUESTS > before, what="a worker to be blocked in the app")
-    started = time.monotonic()
-    srv.server.shutdown()
-    srv.server.force_exit()
-    assert srv._thread is not None
-    srv._thread.join(7)
-    assert not srv._thread.is_alive(), "run() still waits for a blocked worker thread"
-    assert time.monotonic() - started < 6.5
+    try:
+        threading.Thread(target=lambda: _quiet_get(srv, "/block?8"), daemon=True).start()
+        wait_for(lambda: apps.REQUESTS > before, what="a worker to be blocked in the app")
+        started = time.monotonic()
+        srv.server.shutdown()
+        srv.server.force_exit()
+        assert srv._thread is not None
+        srv._thread.join(7)
+        assert not srv._thread.is_alive(), "run() still waits for a blocked worker thread"
+        assert time.monotonic() - started < 6.5
+    finally:
+        srv.stop()  # already stopped when the test passes
     assert "does not stop: abandoning it" in suplog.text
     exits = [e for e in worker_events(srv) if e[0] == "exit"]
     assert len(exits) == 2 and any(e[2] is None for e in exits)  # the blocked one: abandoned
