@@ -35,6 +35,22 @@ from tests.helpers import (
 Scope = dict[str, Any]
 
 
+def serves_ok(app: Any) -> Any:
+    """The app under test, except that ``/ok`` answers "ok" (what
+    :func:`still_serves` asks for) and other scopes than http are ignored."""
+
+    async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/ok":
+            await send(START)
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def still_serves(port: int) -> None:
     response = httpx.get(f"http://127.0.0.1:{port}/ok", timeout=5)
     assert response.status_code == 200 and response.text == "ok"
@@ -74,13 +90,8 @@ def test_invalid_app_messages_are_refused_never_written(serve: Any, errors: LogR
     and the next request is served."""
     messages = INVALID[name]
 
+    @serves_ok
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/ok":
-            await send({**START, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
         for message in messages:
             await send(message)
 
@@ -97,13 +108,8 @@ def test_invalid_message_after_the_head_is_out_closes_without_writing(serve: Any
     """Once the head is on the wire a 500 is impossible: the connection is
     closed, and the invalid message adds nothing to it."""
 
+    @serves_ok
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/ok":
-            await send(START)
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
         await send(START)
         await send({"type": "http.response.body", "body": b"part", "more_body": True})
         await send({**START, "headers": [(b"x-injected", b"1")]})
@@ -120,13 +126,8 @@ def test_app_raising_after_start_before_body_gets_500(serve: Any, errors: LogRec
     """pounce holds the head until the first body message, so an app that
     fails between the two still gets a clean 500 (not its 200 head)."""
 
+    @serves_ok
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/ok":
-            await send(START)
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
         await send({**START, "headers": [(b"x-app", b"1")]})
         raise RuntimeError("failed after start")
 
@@ -148,13 +149,8 @@ def test_client_reset_mid_body(serve: Any, errors: LogRecords) -> None:
     reading = threading.Event()
     done = threading.Event()
 
+    @serves_ok
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/ok":
-            await send(START)
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
         while True:
             message = await receive()
             reading.set()
