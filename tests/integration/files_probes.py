@@ -14,9 +14,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from rawio import read_until_closed
-
 from pounce import hookimpl
+from tests.helpers import read_until_closed
 
 PATHSEND = "http.response.pathsend"
 

@@ -10,10 +10,8 @@ import socket
 import subprocess
 from typing import Any
 
-from conftest import need_command
-from rawio import read_until_closed
-
 from pounce.testing import ServerThread
+from tests.helpers import need_command, read_until_closed
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
