@@ -9,11 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +20,11 @@ from websockets.asyncio.client import connect
 from pounce import hookimpl
 from pounce.demo import app as demo_app
 from pounce.testing import ServerThread
-from tests.conftest import need_command
+from tests.browser import DevTools, launch_chromium
 from tests.h3client import H3Certs, udp_port
 
 pytest.importorskip("aioquic")
+pytestmark = pytest.mark.slow
 
 
 def spki_hash(cert_pem: str) -> str:
@@ -55,37 +51,6 @@ class Versions:
         return lambda scope, status, sent, duration: self.seen.append((scope["path"], scope["http_version"]))
 
 
-def start_chromium(profile: Path, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
-    binary = need_command("chromium")
-    proc = subprocess.Popen(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--no-default-browser-check", "--disable-dev-shm-usage",
-         f"--user-data-dir={profile}", "--remote-debugging-port=0", "--remote-allow-origins=*",
-         *flags, "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    port_file = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + 30
-    while not (port_file.exists() and port_file.read_text().strip()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_chromium(proc)
-            pytest.fail(f"chromium did not start (exit {proc.poll()})")
-        time.sleep(0.1)
-    return proc, int(port_file.read_text().split()[0])
-
-
-def stop_chromium(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
-
-
 @pytest.fixture
 def certs(tmp_path: Path) -> H3Certs:
     return H3Certs(tmp_path)
@@ -103,46 +68,23 @@ def test_chromium_loads_the_demo_over_http3(server: tuple[ServerThread, Versions
     srv, versions = server
     port = udp_port(srv)
     origin = f"127.0.0.1:{port}"
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    proc, devtools = start_chromium(profile, "--enable-quic", f"--origin-to-force-quic-on={origin}",
-                                    f"--ignore-certificate-errors-spki-list={spki_hash(certs.cert)}")
-    try:
+    flags = ["--enable-quic", f"--origin-to-force-quic-on={origin}",
+             f"--ignore-certificate-errors-spki-list={spki_hash(certs.cert)}"]
+    with launch_chromium(tmp_path / "profile", flags) as devtools:
         with httpx.Client(trust_env=False, timeout=10) as http:
             page = next(t for t in http.get(f"http://127.0.0.1:{devtools}/json/list").json()
                         if t.get("type") == "page")
 
-        async def drive() -> tuple[str, str]:
+        async def drive() -> str:
             async with connect(page["webSocketDebuggerUrl"], proxy=None, max_size=None) as ws:
-                next_id = 0
+                tools = DevTools(ws)
+                await tools.call("Page.enable")
+                await tools.call("Page.navigate", url=f"https://{origin}/")
+                return await tools.wait_for(
+                    "document.readyState === 'complete' && performance.getEntries().length ? "
+                    "performance.getEntries()[0].nextHopProtocol + '|' + document.title : ''", timeout=30)
 
-                async def call(method: str, **params: Any) -> dict[str, Any]:
-                    nonlocal next_id
-                    next_id += 1
-                    await ws.send(json.dumps({"id": next_id, "method": method, "params": params}))
-                    while True:
-                        reply = json.loads(await ws.recv())
-                        if reply.get("id") == next_id:
-                            assert "error" not in reply, reply
-                            return reply["result"]
-
-                await call("Page.enable")
-                await call("Page.navigate", url=f"https://{origin}/")
-                deadline = time.monotonic() + 20
-                while True:
-                    result = await call("Runtime.evaluate", returnByValue=True, expression=(
-                        "document.readyState === 'complete' && performance.getEntries().length ? "
-                        "performance.getEntries()[0].nextHopProtocol + '|' + document.title : ''"))
-                    value = result["result"].get("value")
-                    if value:
-                        protocol, _, title = value.partition("|")
-                        return protocol, title
-                    assert time.monotonic() < deadline, "the page never loaded"
-                    await asyncio.sleep(0.1)
-
-        protocol, title = asyncio.run(asyncio.wait_for(drive(), 60))
-    finally:
-        stop_chromium(proc)
+        protocol, _, title = asyncio.run(asyncio.wait_for(drive(), 60)).partition("|")
     assert protocol == "h3"
     assert title  # the demo page itself, not an error page
     assert ("/", "3") in versions.seen

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pounce.testing import ServerProcess, run_pounce
-from tests.conftest import subprocess_env
 from tests.h3client import H3Certs
+from tests.helpers import subprocess_env
 
 pytest.importorskip("aioquic")
 
@@ -58,6 +58,7 @@ def test_check_shows_the_udp_listener(certs: H3Certs, tmp_path: Path) -> None:
     assert off.returncode == 0 and "udp://" not in off.stdout
 
 
+@pytest.mark.slow
 def test_banner_shows_the_udp_listener(certs: H3Certs, tmp_path: Path) -> None:
     with ServerProcess(["testapps:hello", "--port", "0", *certs.args()], cwd=tmp_path,
                        env=subprocess_env()) as proc:

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from pounce.testing import ServerProcess, ServerThread
-from tests.conftest import subprocess_env
+from pounce.testing import ServerProcess, ServerThread, wait_for
 from tests.h3client import H3Certs, h3_connect, run, udp_port
+from tests.helpers import subprocess_env
 
 pytest.importorskip("aioquic")
 
@@ -60,6 +60,7 @@ def test_two_thread_workers_route_by_connection_id(certs: H3Certs) -> None:
     assert len(workers) == 2
 
 
+@pytest.mark.slow
 def test_two_process_workers_route_by_connection_id(certs: H3Certs, tmp_path: Path) -> None:
     args = ["h3apps:who", "--port", "0", "--workers", "2", "--worker-mode", "process", *certs.args()]
     with ServerProcess(args, cwd=tmp_path, env=subprocess_env()) as proc:
@@ -106,6 +107,7 @@ def test_graceful_shutdown_goaway_then_h3_no_error(certs: H3Certs) -> None:
     assert closed.error_code == H3_NO_ERROR
 
 
+@pytest.mark.slow
 def test_rolling_restart_keeps_http3_serving(certs: H3Certs, tmp_path: Path) -> None:
     """SIGHUP with two process workers: connections to the old workers are
     drained (GOAWAY, H3_NO_ERROR), new connections reach the new ones."""
@@ -160,6 +162,7 @@ async def app(scope, receive, send):
 '''
 
 
+@pytest.mark.slow
 def test_reload_keeps_the_udp_socket_and_drains_the_old_server(certs: H3Certs, tmp_path: Path,
                                                                pounce_process: Any) -> None:
     """--reload --http3: the parent keeps the UDP socket and the router; a
@@ -170,10 +173,7 @@ def test_reload_keeps_the_udp_socket_and_drains_the_old_server(certs: H3Certs, t
     (project / "app.py").write_text(RELOAD_APP.format(version="one"))
     proc = pounce_process("app:app", "--reload", "--reload-dir", str(project), "--port", "0", *certs.args(),
                           cwd=project)
-    deadline = time.monotonic() + 20
-    while "is serving" not in proc.output():
-        assert time.monotonic() < deadline, proc.output()
-        time.sleep(0.05)
+    wait_for(lambda: "is serving" in proc.output(), 20, what=proc.output)
     port = int(proc.url.rsplit(":", 1)[1])
 
     async def main() -> tuple[bytes, bytes, Any, bytes]:

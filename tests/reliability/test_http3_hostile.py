@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from pounce import hookimpl
-from pounce.testing import ServerThread
+from pounce.testing import ServerThread, wait_for
 from tests.h3client import H3Certs, h3_connect, run, udp_port
 
 pytest.importorskip("aioquic")
@@ -82,15 +82,6 @@ def serve(certs: H3Certs, **overrides: Any) -> tuple[ServerThread, WorkerSpy]:
 async def still_serves(port: int, certs: H3Certs) -> int | None:
     async with h3_connect(port, certs.ca_pem) as client:
         return (await client.request("GET", "/")).status
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_garbage_datagrams_are_dropped(certs: H3Certs, errors: Any) -> None:
@@ -171,6 +162,7 @@ def flood(port: int, packets: list[bytes]) -> int:
     return replies
 
 
+@pytest.mark.slow
 def test_initial_flood_without_retry_is_bounded_by_max_connections(certs: H3Certs, errors: Any) -> None:
     server, spy = serve(certs, http3_max_connections=20, http_timeout_request_header=1.0)
     port = udp_port(server)
@@ -180,13 +172,14 @@ def test_initial_flood_without_retry_is_bounded_by_max_connections(certs: H3Cert
         assert replies >= 290  # every Initial answered: a handshake or a refusal
         assert spy.quic_connections() <= 20
         # The half-open ones give their places back after the handshake timeout.
-        assert wait_until(lambda: spy.quic_connections() == 0, timeout=10)
+        wait_for(lambda: spy.quic_connections() == 0, 10, what="the half-open connections to time out")
         assert run(still_serves(port, certs)) == 200
         assert not errors.messages()
     finally:
         server.stop()
 
 
+@pytest.mark.slow
 def test_initial_flood_with_retry_keeps_no_state(certs: H3Certs, errors: Any) -> None:
     server, spy = serve(certs, http3_retry=True, http3_max_connections=20)
     port = udp_port(server)
@@ -239,7 +232,7 @@ def test_streams_past_the_limit(certs: H3Certs, errors: Any) -> None:
         assert closed.error_code == STREAM_LIMIT_ERROR
         RELEASE.set()
         assert run(still_serves(port, certs)) == 200
-        assert wait_until(lambda: CONCURRENT[0] == 0)
+        wait_for(lambda: CONCURRENT[0] == 0, 10, what="the held requests to end")
         assert not errors.messages()
     finally:
         RELEASE.set()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, HeadersReceived
@@ -46,9 +46,9 @@ from pounce.core.protocol.responses import check_fields, reason
 from pounce.plugins.http3.quic import ServerH3, ServerQuic
 
 if TYPE_CHECKING:
-    from pounce.plugins.http3.endpoint import QuicEndpoint
+    from pounce.plugins.http3.settings import H3Settings
 
-__all__ = ["H3Connection"]
+__all__ = ["Endpoint", "H3Connection"]
 
 logger = logging.getLogger("pounce.http3")
 
@@ -68,10 +68,29 @@ def _is_request_stream(stream_id: int) -> bool:
     return stream_id & 3 == 0
 
 
+class Endpoint(Protocol):
+    """What a connection needs of the endpoint that owns it
+    (:class:`~pounce.plugins.http3.endpoint.QuicEndpoint`)."""
+
+    ctx: Any
+    loop: asyncio.AbstractEventLoop
+    settings: H3Settings
+    open: set[Any]
+    server_address: tuple[str, int]
+    tls_info: dict[str, Any]
+
+    def send(self, data: bytes, addr: Any) -> None: ...
+    def schedule(self, conn: H3Connection) -> None: ...
+    def add_cid(self, conn: H3Connection, cid: bytes) -> None: ...
+    def remove_cid(self, conn: H3Connection, cid: bytes) -> None: ...
+    def forget(self, conn: H3Connection) -> None: ...
+    def default_headers(self) -> list[tuple[bytes, bytes]]: ...
+
+
 class H3Connection:
     """One client's QUIC connection: its requests, as ASGI streams."""
 
-    def __init__(self, endpoint: QuicEndpoint, quic: ServerQuic, addr: Any) -> None:
+    def __init__(self, endpoint: Endpoint, quic: ServerQuic, addr: Any) -> None:
         self.endpoint = endpoint
         self.ctx = endpoint.ctx
         self.loop: asyncio.AbstractEventLoop = endpoint.loop
