@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, HeadersReceived
@@ -56,6 +57,8 @@ logger = logging.getLogger("pounce.http3")
 # the app may send more, and go on once it is back under the low mark.
 SEND_HIGH_WATER = 256 * 1024
 SEND_LOW_WATER = 64 * 1024
+# File bytes read per DATA frame for http.response.pathsend.
+FILE_CHUNK = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # Fields HTTP/3 forbids in a message (RFC 9114 section 4.2): dropped from
@@ -305,7 +308,7 @@ class H3Connection:
         client = (str(addr[0]), int(addr[1]))
         if info is None or info.client != client:
             info = self.info = ConnectionInfo(self.ctx, client, self.endpoint.server_address,
-                                              self.endpoint.tls_info)
+                                              self.endpoint.tls_info, pathsend=True)
         return info
 
     def _too_large(self, stream: HttpStream) -> None:
@@ -378,6 +381,34 @@ class H3Connection:
             await waiter
         finally:
             self.drain_waiters.pop(stream_id, None)
+
+    async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
+                        file: BinaryIO, offset: int, count: int) -> None:
+        """``http.response.pathsend``: the head, then the file in DATA frames
+        read in a thread (QUIC has no ``sendfile``), with the same
+        backpressure as any body."""
+        stream_id = self._writable(stream)
+        bodiless = stream.is_head or status in _NO_BODY_STATUS
+        h3 = self.h3
+        h3.send_headers(stream_id, self._response_fields(status, headers, b"", True, bodiless),
+                        bodiless or not count)
+        self.endpoint.schedule(self)
+        if bodiless or not count:
+            return
+        loop = self.loop
+        left = count
+        while left:
+            data = await loop.run_in_executor(None, os.pread, file.fileno(), min(FILE_CHUNK, left), offset)
+            if not data:
+                raise OSError("the file shrank while it was being sent")
+            stream_id = self._writable(stream)
+            offset += len(data)
+            left -= len(data)
+            h3.send_data(stream_id, data, not left)
+            self.ctx.copied_file_bytes += len(data)
+            self.endpoint.schedule(self)
+            if left and self.quic.send_buffered(stream_id) > SEND_HIGH_WATER:
+                await self.drain(stream)
 
     def abort(self, stream: HttpStream | None = None) -> None:
         """End one stream abruptly (its response cannot be finished), or,
