@@ -8,7 +8,9 @@ stays bounded (each case is listed in docs/reliability.md).
 * a client opening more streams than ``max_concurrent_streams``: aioquic's
   client waits for credit; one that ignores the limit is closed with
   STREAM_LIMIT_ERROR, and the worker serves the next client;
-* request heads over the limit: 431 on that stream, the connection goes on.
+* request heads over the limit, as sent or as QPACK decodes them (a few
+  bytes naming a large dynamic-table entry many times): 431 on that
+  stream, the connection goes on.
 """
 
 from __future__ import annotations
@@ -247,12 +249,19 @@ def test_request_heads_over_the_limit(certs: H3Certs, errors: Any) -> None:
         async with h3_connect(port, certs.ca_pem) as client:
             huge = await client.request("GET", "/", headers=[("x-big", "a" * 8000)])
             many = await client.request("GET", "/", headers=[(f"x-{i}", "b" * 100) for i in range(100)])
+            # Small on the wire, large decoded: the client's encoder puts one
+            # 1500-byte value in QPACK's dynamic table (on its encoder
+            # stream) and names it ten times in a head of a few bytes.
+            stream = client.open("GET", "/", [("x-entry", "c" * 1500)] * 10, end=True)
+            wire = client.protocol._quic._streams[stream.stream_id].sender.highest_offset
+            bomb = await stream.done()
             fine = await client.request("GET", "/")
-            return [huge, many, fine]
+            return [huge, many, bomb, fine, wire]
 
     try:
-        huge, many, fine = run(main())
+        huge, many, bomb, fine, wire = run(main())
         assert huge.status == 431 and many.status == 431 and fine.status == 200
+        assert bomb.status == 431 and wire < 100
         assert not errors.messages()
     finally:
         server.stop()

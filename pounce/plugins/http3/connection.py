@@ -245,7 +245,11 @@ class H3Connection:
         host: bytes | None = None
         content_length = 0
         expect_continue = False
+        # The limit on a head applies to what QPACK decoded too: a small
+        # HEADERS frame can name a large dynamic-table entry many times.
+        size = 0
         for name, value in fields:
+            size += len(name) + len(value) + 4
             if name[:1] == b":":
                 if name == b":method":
                     method = value
@@ -266,6 +270,9 @@ class H3Connection:
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = True
             headers.append((name, value))
+        if size > self.ctx.max_head_size:
+            self._refuse(stream_id, 431, ended=ended)
+            return
         if method == b"CONNECT":
             self._refuse(stream_id, 501, ended=ended)
             return
