@@ -529,3 +529,29 @@ def test_pathsend_streams_a_file_with_flow_control(h3: Any, certs: H3Certs, tmp_
     whole, part = run(main(), timeout=60)
     assert whole.status == 200 and whole.body == data and whole.header("content-length") == str(len(data))
     assert part.body == data[1000:6000] and part.header("content-length") == "5000"
+
+
+def test_no_pluggy_call_per_http3_connection_or_request(h3: Any, certs: H3Certs) -> None:
+    """As tests/integration/test_no_pluggy_per_request.py holds TCP to it:
+    connections and requests over HTTP/3 call no hook."""
+    server = h3(echo)
+    manager = server.server.plugins
+    calls: list[str] = []
+    undo = manager.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append(name),
+                                           lambda outcome, name, impls, kwargs: None)
+
+    async def main() -> list[int]:
+        statuses = []
+        for _ in range(5):
+            async with h3_connect(udp_port(server), certs.ca_pem) as client:
+                for i in range(6):
+                    reply = await client.request("POST" if i % 2 else "GET", "/", body=b"x" * 100 if i % 2 else None)
+                    statuses.append(reply.status)
+        return statuses
+
+    try:
+        statuses = run(main())
+    finally:
+        undo()
+    assert statuses == [200] * 30
+    assert calls == [], f"pluggy hooks called while serving HTTP/3: {sorted(set(calls))}"
