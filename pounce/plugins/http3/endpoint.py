@@ -134,7 +134,7 @@ class QuicEndpoint:
                 self.datagram(data, addr, now)
         finally:
             self._in_batch = False
-        self._flush()
+        self._flush_later()
 
     def _read_channel(self) -> None:
         from pounce.plugins.http3.router import DATA, TAG, unpack_datagram
@@ -165,7 +165,7 @@ class QuicEndpoint:
                         self.stop_accepting()
         finally:
             self._in_batch = False
-        self._flush()
+        self._flush_later()
 
     def datagram(self, data: bytes, addr: Any, now: float) -> None:
         """One datagram from ``addr``: to its connection, or maybe a new one."""
@@ -273,6 +273,14 @@ class QuicEndpoint:
         """``conn`` has something to send: it goes out once per loop turn."""
         self.pending.add(conn)
         if not self._in_batch and self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush_later(self) -> None:
+        """After a batch of datagrams: send on the next loop turn rather than
+        now. The apps' tasks for requests in the batch were scheduled first,
+        so a simple response goes out in the same packets as the
+        acknowledgements, not one flight after them."""
+        if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
