@@ -37,6 +37,7 @@ from pounce.core.protocol.events import (
 )
 from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
 from pounce.core.protocol.responses import error_response
+from pounce.core.transport.http2_handover import PrefaceSniffer, hand_over, upgrade_to_h2c
 from pounce.core.transport.tls import tls_extension
 
 if TYPE_CHECKING:
@@ -106,6 +107,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # time at which the connection, idle, closes (see _on_idle).
         self._idle_timer: asyncio.TimerHandle | None = None
         self.idle_deadline = 0.0
+        # Watching the first bytes for the HTTP/2 preface (h2c by prior
+        # knowledge), until they show something else.
+        self.sniffer: PrefaceSniffer | None = None
 
     @property
     def client(self) -> tuple[str, int] | None:
@@ -123,6 +127,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
                                         transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
         self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None)
+        if ctx.http2.enabled:
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                hand_over(self)
+                return
+            if ssl_object is None or ssl_object.selected_alpn_protocol() is None:
+                self.sniffer = PrefaceSniffer()
         connections = ctx.connections
         connections.add(self)
         if ctx.limit_concurrency and len(connections) > ctx.limit_concurrency:
@@ -149,6 +159,14 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
+        sniffer = self.sniffer
+        if sniffer is not None:
+            data = sniffer.feed(data)  # type: ignore[assignment]
+            if data is None:
+                if sniffer.found:
+                    hand_over(self, sniffer.held)
+                return
+            self.sniffer = None
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -247,12 +265,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if ctx.shutting_down:
             self._reject(503, "Service Unavailable")
             return
+        self.sniffer = None
         upgrade = request.upgrade
-        if upgrade is not None and ctx.websocket.enabled and upgrade.lower() == b"websocket":
-            from pounce.core.transport.websocket import upgrade_to_websocket
+        if upgrade is not None:
+            kind = upgrade.lower()
+            if kind == b"websocket" and ctx.websocket.enabled:
+                from pounce.core.transport.websocket import upgrade_to_websocket
 
-            upgrade_to_websocket(self, request)
-            return
+                upgrade_to_websocket(self, request)
+                return
+            if kind == b"h2c" and ctx.http2.enabled and self.info.scheme == "http" and upgrade_to_h2c(self, request):  # type: ignore[union-attr]
+                return
         stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
         self.stream = stream
         stream.start()

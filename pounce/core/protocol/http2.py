@@ -1,0 +1,576 @@
+"""An HTTP/2 server connection without I/O, on the ``h2`` library: bytes in,
+events out; response calls in, bytes out.
+
+The events are the ones HTTP/1.1 emits (:mod:`.events`), with the stream id
+set: :class:`~.events.Request` (``http_version`` ``b"2"``, framing
+``STREAM``), :class:`~.events.Data`, :class:`~.events.EndOfMessage`,
+:class:`~.events.StreamReset`, and :data:`~.events.CONNECTION_CLOSED` when
+the connection is over (the peer's GOAWAY with an error, or an error of its
+own: :attr:`H2Connection.error` says which). Whatever the caller must write
+is in :meth:`H2Connection.data_to_send`, after every call.
+
+What h2 checks (and turns into GOAWAY): the preface, frame sizes, stream id
+order, pseudo-headers, connection-specific and uppercase header fields,
+Content-Length against the body, CONTINUATION backlogs, the HPACK-decoded
+header list size. What is checked here on top: the request target (a path
+of visible ASCII, or ``*`` for OPTIONS), plain CONNECT (405) and extended
+CONNECT for anything but WebSocket (501), and the flood budgets of
+:mod:`.http2_limits`.
+
+Flow control, both ways:
+
+- Receiving: a stream's window is re-opened only when the caller says the
+  app consumed the bytes (:meth:`H2Connection.ack`), so a slow app stops its
+  client instead of piling up body in memory. The connection window is
+  opened wide enough for every stream's window at once, so one stalled
+  stream never holds back the others.
+- Sending: body the windows do not allow yet waits in the stream's queue
+  (:meth:`H2Connection.pending` says how much) and goes out as WINDOW_UPDATEs
+  arrive; the caller makes the app wait while anything is queued.
+
+Graceful end (:meth:`H2Connection.goaway`): a GOAWAY naming the last stream
+taken; streams up to it finish, later ones are refused (REFUSED_STREAM, so
+the client retries them elsewhere). h2's own ``close_connection`` would stop
+every stream at once, so this GOAWAY is written here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections import deque
+from collections.abc import Callable
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from pounce.core.protocol.events import (
+    CONNECTION_CLOSED,
+    STREAM,
+    Data,
+    EndOfMessage,
+    LocalProtocolError,
+    Request,
+    StreamReset,
+)
+from pounce.core.protocol.http2_limits import FloodGuard, H2Settings
+from pounce.core.protocol.responses import DefaultHeaders, check_fields
+
+__all__ = ["PREFACE", "H2Connection", "H2Settings", "ErrorCodes"]
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Hop-by-hop fields an app written for HTTP/1.1 may set; HTTP/2 forbids
+# them (RFC 9113 8.2.2), so they are dropped rather than refused.
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                                  b"upgrade"})
+_NO_BODY_STATUS = frozenset({204, 304})
+_STATUS = {status: b"%d" % status for status in range(100, 1000)}
+_MAX_WINDOW = 2**31 - 1
+_EV = h2.events
+# Bytes a :path may hold: visible ASCII (RFC 3986 characters and the few
+# that browsers send unescaped).
+_PATH_OK = bytes(range(0x21, 0x7F))
+_VALID_NAMES: dict[bytes, bool] = {}
+
+
+class _Stream:
+    """One stream's state on the server side."""
+
+    __slots__ = ("id", "chunks", "offset", "size", "end", "trailers", "sent_end", "remote_ended",
+                 "bodiless", "remaining", "started", "request")
+
+    def __init__(self, stream_id: int, request: Request) -> None:
+        self.id = stream_id
+        self.request = request
+        self.chunks: deque[bytes] = deque()  # body the windows do not allow yet
+        self.offset = 0  # bytes of chunks[0] already sent
+        self.size = 0  # bytes queued
+        self.end = False  # the body ends after the queue (and trailers)
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.sent_end = False
+        self.remote_ended = False
+        self.bodiless = False  # HEAD, 204, 304
+        self.remaining = -1  # Content-Length left to send (-1: none declared)
+        self.started = False  # response head sent
+
+
+class H2Connection:
+    """One client connection, server side (see the module docstring).
+
+    ``defaults`` are the worker's default headers (read at each response);
+    ``clock`` drives the flood budgets (tests give a fake one).
+    """
+
+    def __init__(self, settings: H2Settings | None = None, *, defaults: DefaultHeaders | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings = settings or H2Settings()
+        self.defaults = defaults or DefaultHeaders(server=False, date=False)
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        conn = self.h2 = h2.connection.H2Connection(config=config)
+        values = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+        }
+        if settings.connect_protocol:
+            values[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=values)
+        # (h2 reads these from the settings only when the peer acknowledges a
+        # change; these are the first settings, so they apply from the start.)
+        conn.max_inbound_frame_size = settings.max_frame_size
+        conn.decoder.max_header_list_size = settings.max_header_list_size
+        self.guard = FloodGuard(settings, clock)
+        self.streams: dict[int, _Stream] = {}
+        self.closed = False  # nothing more is read; close once the output is written
+        self.error = ""  # why the connection ended on an error
+        self.last_stream_id = 0  # after goaway(): streams above are refused
+        self.goaway_sent = False
+        self.goaway_received = False
+        self.requests = 0
+        self._out: list[bytes] = []
+
+    # -- starting ---------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """The server preface (SETTINGS) and a connection window as wide as
+        every stream's window together."""
+        conn = self.h2
+        conn.initiate_connection()
+        self._widen_connection_window()
+
+    def upgrade(self, settings_header: bytes, request: Request) -> list[object]:
+        """Take over from an HTTP/1.1 ``Upgrade: h2c`` request (RFC 7540 3.2),
+        which becomes stream 1, complete. Raises ValueError for an unusable
+        ``HTTP2-Settings`` header (the request is then answered on HTTP/1.1)."""
+        value = settings_header.strip()
+        try:
+            raw = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+            self.h2.initiate_upgrade_connection(base64.urlsafe_b64encode(raw))
+        except (binascii.Error, ValueError, h2.exceptions.ProtocolError) as exc:
+            raise ValueError(f"bad HTTP2-Settings header: {exc}") from None
+        self._widen_connection_window()
+        headers = [(n, v) for n, v in request.headers
+                   if n not in _CONNECTION_SPECIFIC and n != b"http2-settings" and n != b"te"]
+        upgraded = Request(request.method, request.target, b"2", headers, STREAM, 0, True,
+                           trailers=request.trailers, stream_id=1)
+        stream = self.streams[1] = _Stream(1, upgraded)
+        stream.remote_ended = True
+        self.requests = 1
+        return [upgraded, EndOfMessage(stream_id=1)]
+
+    def _widen_connection_window(self) -> None:
+        want = min(_MAX_WINDOW, self.settings.max_concurrent_streams * self.settings.initial_window_size)
+        if want > 65535:
+            self.h2.increment_flow_control_window(want - 65535)
+
+    # -- request side -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[object]:
+        if self.closed:
+            return []
+        try:
+            received = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued its GOAWAY.
+            return self._failed(f"protocol error: {exc or type(exc).__name__}")
+        events: list[object] = []
+        guard = self.guard
+        for event in received:
+            kind = type(event)
+            if kind is _EV.RequestReceived:
+                self._on_request(event, events)  # type: ignore[arg-type]
+            elif kind is _EV.DataReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                data = event.data  # type: ignore[attr-defined]
+                padding = event.flow_controlled_length - len(data)  # type: ignore[attr-defined]
+                if padding:
+                    self.h2.acknowledge_received_data(padding, event.stream_id)  # type: ignore[attr-defined]
+                if not data:
+                    if event.stream_ended is None and not guard.control("empty DATA"):  # type: ignore[attr-defined]
+                        return self._calm(events)
+                elif stream is not None:
+                    events.append(Data(data, event.stream_id))  # type: ignore[attr-defined]
+                else:
+                    # A stream answered already (or refused): its body counts
+                    # against the connection window all the same.
+                    self.h2.acknowledge_received_data(len(data), event.stream_id)  # type: ignore[attr-defined]
+            elif kind is _EV.StreamEnded:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None and not stream.remote_ended:
+                    stream.remote_ended = True
+                    events.append(EndOfMessage(stream_id=stream.id))
+                    self._forget_if_done(stream)
+            elif kind is _EV.WindowUpdated:
+                if not guard.control("WINDOW_UPDATE"):
+                    return self._calm(events)
+                self._on_window(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is _EV.StreamReset:
+                stream = self.streams.pop(event.stream_id, None)  # type: ignore[attr-defined]
+                if stream is not None:
+                    events.append(StreamReset(stream.id, int(event.error_code)))  # type: ignore[attr-defined]
+                    if not guard.reset("RST_STREAM" if event.remote_reset else "stream errors"):  # type: ignore[attr-defined]
+                        return self._calm(events)
+            elif kind is _EV.TrailersReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.remote_ended = True
+                    events.append(EndOfMessage(list(event.headers), stream.id))  # type: ignore[attr-defined]
+                    self._forget_if_done(stream)
+                # (h2 reports a StreamEnded after the trailers too: skipped, the stream is known ended.)
+            elif kind is _EV.RemoteSettingsChanged:
+                if not guard.control("SETTINGS"):
+                    return self._calm(events)
+                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:  # type: ignore[attr-defined]
+                    self._on_window(0)
+            elif kind is _EV.PingReceived or kind is _EV.PingAckReceived:
+                if not guard.control("PING"):
+                    return self._calm(events)
+            elif kind is _EV.PriorityUpdated or kind is _EV.UnknownFrameReceived:
+                if not guard.control("PRIORITY" if kind is _EV.PriorityUpdated else "unknown"):
+                    return self._calm(events)
+            elif kind is _EV.ConnectionTerminated:
+                self.goaway_received = True
+                if event.error_code:  # type: ignore[attr-defined]
+                    return self._failed(f"client sent GOAWAY {event.error_code!r}", events)  # type: ignore[attr-defined]
+        return events
+
+    def _on_request(self, event: h2.events.RequestReceived, events: list[object]) -> None:
+        stream_id = event.stream_id
+        if event.priority_updated is not None:
+            self.guard.controls.refund()  # priority inside HEADERS is part of a request
+        if self.goaway_sent and stream_id > self.last_stream_id:
+            self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        request = self._request(event)
+        if request is None:
+            return
+        self.requests += 1
+        stream = self.streams[stream_id] = _Stream(stream_id, request)
+        events.append(request)
+        if event.stream_ended is not None:
+            stream.remote_ended = True
+            events.append(EndOfMessage(stream_id=stream_id))
+        max_requests = self.settings.max_requests
+        if max_requests and self.requests >= max_requests:
+            self.goaway()
+
+    def _request(self, event: h2.events.RequestReceived) -> Request | None:
+        """The protocol layer's request for a HEADERS block h2 accepted, or
+        None when it was answered here (bad target, CONNECT)."""
+        method = path = authority = protocol = b""
+        headers: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] | None = None
+        has_host = expect = trailers = False
+        length = 0
+        for name, value in event.headers:
+            if name[0] == 58:  # ":"
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":protocol":
+                    protocol = value
+                continue
+            if name == b"cookie":
+                # HTTP/2 may split cookies into several fields; one field for
+                # the app, as HTTP/1.1 has it (RFC 9113 8.2.3).
+                if cookies is None:
+                    cookies = [value]
+                    headers.append((name, value))
+                else:
+                    cookies.append(value)
+                continue
+            if name == b"host":
+                has_host = True
+            elif name == b"content-length":
+                length = int(value)  # (h2 checked it)
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+            elif name == b"te":
+                trailers = True  # (h2 allows only "trailers")
+            headers.append((name, value))
+        if cookies is not None and len(cookies) > 1:
+            joined = b"; ".join(cookies)
+            headers = [(n, joined if n == b"cookie" else v) for n, v in headers]
+        stream_id = event.stream_id
+        if method == b"CONNECT":
+            if not protocol:
+                self._refuse(stream_id, 405)  # tunnels are not an ASGI thing
+                return None
+            if protocol.lower() != b"websocket" or not self.settings.connect_protocol:
+                self._refuse(stream_id, 501)
+                return None
+        if not ((path[:1] == b"/" and not path.translate(None, _PATH_OK))
+                or (path == b"*" and method == b"OPTIONS")):
+            self._refuse(stream_id, 400)
+            return None
+        if authority and not has_host:
+            headers.insert(0, (b"host", authority))
+        return Request(method, path, b"2", headers, STREAM, length, True, expect_continue=expect,
+                       trailers=trailers, upgrade=protocol or None, stream_id=stream_id)
+
+    def _refuse(self, stream_id: int, status: int) -> None:
+        """Answer a request pounce will not pass on, without any app."""
+        body = b"%d %s\n" % (status, {400: b"Bad Request", 405: b"Method Not Allowed",
+                                      501: b"Not Implemented"}[status])
+        conn = self.h2
+        headers = [(b":status", _STATUS[status]), *self.defaults.headers,
+                   (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        conn.send_headers(stream_id, headers)
+        conn.send_data(stream_id, body, end_stream=True)
+        if self.h2.streams.get(stream_id) is not None and self.h2.streams[stream_id].open:
+            # The rest of the request is not wanted.
+            self._reset(stream_id, ErrorCodes.NO_ERROR)
+        if not self.guard.reset("refused requests"):
+            self._calm([])
+
+    # -- flood control -------------------------------------------------------------
+
+    def _calm(self, events: list[object]) -> list[object]:
+        return self._failed(self.guard.reason, events, ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def _failed(self, reason: str, events: list[object] | None = None,
+                code: ErrorCodes | None = None) -> list[object]:
+        """The connection ends on an error: a GOAWAY with ``code`` (h2 has
+        queued its own when ``code`` is None), then nothing more is read."""
+        if code is not None and not self.closed:
+            try:
+                self.h2.close_connection(code, last_stream_id=self.h2.highest_inbound_stream_id)
+            except h2.exceptions.ProtocolError:
+                pass
+        self.closed = True
+        self.error = reason
+        self.streams.clear()
+        out = events if events is not None else []
+        out.append(CONNECTION_CLOSED)
+        return out
+
+    # -- response side -----------------------------------------------------------------
+
+    def response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 more: bool, trailers: bool = False) -> None:
+        """The response head, with the first body piece. ``headers`` are the
+        app's (lowercase names): HTTP/1.1-only fields are dropped, the
+        default headers go first unless the app set Server or Date itself,
+        Content-Length is added for a body sent whole. Raises
+        LocalProtocolError for a field that cannot be sent."""
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.started or self.closed:
+            return  # reset meanwhile: the caller sees the reset event
+        out = [(b":status", _STATUS[status])]
+        has_server = has_date = False
+        length = -1
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name in _CONNECTION_SPECIFIC:
+                continue
+            if name not in _VALID_NAMES:
+                _check_field(name, value)
+            elif b"\r" in value or b"\n" in value or b"\0" in value:
+                raise LocalProtocolError(f"illegal header value {value!r}")
+            if name == b"server":
+                has_server = True
+            elif name == b"date":
+                has_date = True
+            elif name == b"content-length":
+                if not value.isdigit():
+                    raise LocalProtocolError("bad Content-Length")
+                length = int(value)
+            fields.append((name, value))
+        for pair in self.defaults.headers:
+            if not ((has_server and pair[0] == b"server") or (has_date and pair[0] == b"date")):
+                out.append(pair)
+        out += fields
+        stream.bodiless = status in _NO_BODY_STATUS or stream.request.method == b"HEAD"
+        if length < 0 and not more and not trailers and status not in _NO_BODY_STATUS:
+            length = len(body)
+            if not stream.bodiless or not body:
+                out.append((b"content-length", b"%d" % length))
+        stream.remaining = length if not stream.bodiless else -1
+        stream.started = True
+        end = not more and not trailers and (not body or stream.bodiless)
+        self.h2.send_headers(stream_id, out, end_stream=end)
+        if end:
+            stream.sent_end = True
+            self._forget_if_done(stream)
+        else:
+            self.body(stream_id, body, more or trailers)
+
+    def body(self, stream_id: int, data: bytes, more: bool) -> None:
+        """A body piece; without ``more`` the end (with the trailers, if any,
+        given to :meth:`trailers` instead). Goes out as far as the windows
+        allow; the rest waits (:meth:`pending`)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.end or self.closed:
+            return
+        if data and not stream.bodiless:
+            remaining = stream.remaining
+            if remaining >= 0:
+                if len(data) > remaining:
+                    raise LocalProtocolError("Too much data for declared Content-Length")
+                stream.remaining = remaining - len(data)
+            stream.chunks.append(data)
+            stream.size += len(data)
+        if not more:
+            if stream.remaining > 0:
+                raise LocalProtocolError("Too little data for declared Content-Length")
+            stream.end = True
+        self._flush(stream)
+
+    def trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
+        """End the body with trailer fields (HEADERS with END_STREAM)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.end or self.closed:
+            return
+        fields = [(n, v) for n, v in fields if n not in _CONNECTION_SPECIFIC and n[:1] != b":"]
+        try:
+            check_fields(fields)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        stream.trailers = fields
+        stream.end = True
+        self._flush(stream)
+
+    def informational(self, stream_id: int, status: int = 100) -> None:
+        """An interim response (``100 Continue``)."""
+        if stream_id in self.streams and not self.closed:
+            self.h2.send_headers(stream_id, [(b":status", _STATUS[status])])
+
+    def pending(self, stream_id: int) -> int:
+        """Bytes of body queued behind the flow-control windows."""
+        stream = self.streams.get(stream_id)
+        return stream.size if stream is not None else 0
+
+    def _flush(self, stream: _Stream) -> None:
+        conn = self.h2
+        stream_id = stream.id
+        chunks = stream.chunks
+        guard = self.guard
+        while chunks:
+            window = conn.local_flow_control_window(stream_id)
+            if window <= 0:
+                return
+            frame = conn.max_outbound_frame_size
+            if window > frame:
+                window = frame
+            chunk = chunks[0]
+            offset = stream.offset
+            left = len(chunk) - offset
+            if left <= window:
+                piece = chunk if not offset else chunk[offset:]
+                chunks.popleft()
+                stream.offset = 0
+            else:
+                piece = memoryview(chunk)[offset:offset + window].tobytes()
+                stream.offset = offset + window
+            stream.size -= len(piece)
+            last = not chunks and stream.end and stream.trailers is None
+            conn.send_data(stream_id, piece, end_stream=last)
+            guard.data_sent()
+            if last:
+                stream.sent_end = True
+                self._forget_if_done(stream)
+                return
+        if stream.end and not stream.sent_end:
+            stream.sent_end = True
+            if stream.trailers is not None:
+                conn.send_headers(stream_id, stream.trailers, end_stream=True)
+            else:
+                conn.end_stream(stream_id)
+            self._forget_if_done(stream)
+
+    def _on_window(self, stream_id: int) -> None:
+        """A window opened: send what waited behind it (the connection's:
+        every stream, oldest first)."""
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.chunks:
+                self._flush(stream)
+            return
+        for stream in list(self.streams.values()):
+            if stream.chunks:
+                self._flush(stream)
+
+    def _forget_if_done(self, stream: _Stream) -> None:
+        if stream.sent_end and stream.remote_ended:
+            if self.streams.pop(stream.id, None) is not None:
+                self.guard.stream_completed()
+
+    # -- the caller's controls ------------------------------------------------------------
+
+    def ack(self, stream_id: int, size: int) -> None:
+        """The app consumed ``size`` bytes of the stream's body: open its
+        window again (h2 sends WINDOW_UPDATE once enough has been consumed)."""
+        if size and not self.closed:
+            try:
+                self.h2.acknowledge_received_data(size, stream_id)
+            except h2.exceptions.ProtocolError:
+                pass
+
+    def reset(self, stream_id: int, code: int = ErrorCodes.INTERNAL_ERROR, *, counted: bool = False) -> None:
+        """End a stream abruptly (RST_STREAM). ``counted``: the client caused
+        it (a body over the limit, a stream over the concurrency cap), so it
+        draws on the reset budget."""
+        if self.closed:
+            return
+        self.streams.pop(stream_id, None)
+        self._reset(stream_id, code)
+        if counted and not self.guard.reset("refused streams"):
+            self._calm([])
+
+    def refuse(self, stream_id: int) -> None:
+        """A stream the server will not take now (REFUSED_STREAM: the client
+        may retry it)."""
+        self.reset(stream_id, ErrorCodes.REFUSED_STREAM, counted=not self.goaway_sent)
+
+    def _reset(self, stream_id: int, code: int) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def goaway(self) -> None:
+        """Graceful end: GOAWAY naming the last stream taken; the streams up
+        to it finish, later ones are refused."""
+        if self.goaway_sent or self.closed:
+            return
+        self.goaway_sent = True
+        self.last_stream_id = self.h2.highest_inbound_stream_id
+        self._out.append(self.h2.data_to_send())
+        self._out.append(GoAwayFrame(0, last_stream_id=self.last_stream_id, error_code=0).serialize())
+
+    @property
+    def idle(self) -> bool:
+        """No stream is open (after a GOAWAY: the connection may close)."""
+        return not self.streams
+
+    def data_to_send(self) -> bytes:
+        out = self.h2.data_to_send()
+        if self._out:
+            self._out.append(out)
+            out = b"".join(self._out)
+            self._out.clear()
+        return out
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    try:
+        check_fields([(name, value)])
+    except ValueError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    if name.lower() != name:
+        raise LocalProtocolError(f"header name {name!r} is not lowercase")
+    if len(_VALID_NAMES) < 512:
+        _VALID_NAMES[name] = True
