@@ -412,6 +412,9 @@ class H2Protocol(asyncio.BufferedProtocol):
         if conn.goaway_sent and not self.streams:
             self._end()
             return
+        for stream in list(self.streams.values()):
+            if type(stream) is not HttpStream:
+                stream.shutdown()  # WebSockets close with the shutdown code
         conn.goaway()
         self._queue(conn.data_to_send())
         self._flush()
