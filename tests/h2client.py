@@ -37,7 +37,8 @@ class RawH2:
         self.decoder = hpack.Decoder()
         self.decoder.max_header_list_size = 1 << 24
         self.buffer = b""
-        self.closed = False
+        self.closed = False  # the server closed (end of file read)
+        self.send_failed = False  # a write failed: the server is gone or going
         self.frames: list[Frame] = []  # every frame received, in order
         if preface:
             self.sock.sendall(PREFACE)
@@ -68,7 +69,7 @@ class RawH2:
             self.sock.sendall(data)
             return True
         except OSError:
-            self.closed = True
+            self.send_failed = True
             return False
 
     def block(self, headers: Iterable[tuple[str | bytes, str | bytes]]) -> bytes:
@@ -127,7 +128,7 @@ class RawH2:
             self.sock.settimeout(min(left, 0.5))
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout, ssl.SSLWantReadError):
+            except (TimeoutError, ssl.SSLWantReadError):
                 continue
             except OSError:
                 chunk = b""

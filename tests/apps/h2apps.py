@@ -9,7 +9,7 @@ from typing import Any
 
 # Requests in flight in the app, and streams that saw http.disconnect: the
 # tests read these to see what the server did with the apps.
-STATE: dict[str, Any] = {"running": 0, "disconnects": 0, "started": 0}
+STATE: dict[str, Any] = {"running": 0, "peak": 0, "disconnects": 0, "started": 0}
 
 
 async def read_body(receive: Any) -> bytes:
@@ -38,6 +38,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
     STATE["started"] += 1
     STATE["running"] += 1
+    STATE["peak"] = max(STATE["peak"], STATE["running"])
     try:
         if path == "/big":
             await big(scope, receive, send)
@@ -84,6 +85,8 @@ async def big(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % size)]})
     piece = b"x" * 65536
     sent = 0
+    if not size:
+        await send({"type": "http.response.body", "body": b""})
     while sent < size:
         chunk = piece[:min(65536, size - sent)]
         sent += len(chunk)

@@ -50,6 +50,8 @@ logger = logging.getLogger("pounce.worker")
 # Output collected from the streams is written at the end of the loop step,
 # or at once when this much is waiting.
 WRITE_NOW = 65536
+# Seconds a closing connection has to flush its last frames (a GOAWAY).
+CLOSE_GRACE = 2.0
 _ERROR_TYPE = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -399,8 +401,12 @@ class H2Protocol(asyncio.BufferedProtocol):
             logger.debug("HTTP/2 connection from %s ended: %s", self.client, error)
         self._flush()
         self._cancel_timer()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            # A client that does not read would keep the close waiting for the
+            # buffer to drain: after a moment it is cut off.
+            self.loop.call_later(CLOSE_GRACE, transport.abort)
         self.ctx.connections.discard(self)
         self.closed = True
         self._disconnect_all()
