@@ -135,6 +135,7 @@ class H2Connection:
         self.error = ""  # why the connection ended on an error
         self.last_stream_id = 0  # after goaway(): streams above are refused
         self.goaway_sent = False
+        self.goaway_wanted = False  # a GOAWAY goes out once no stream is in flight
         self.goaway_received = False
         self.requests = 0
         self._out: list[bytes] = []
@@ -216,6 +217,8 @@ class H2Connection:
                 self._on_window(event.stream_id)  # type: ignore[attr-defined]
             elif kind is _EV.StreamReset:
                 stream = self.streams.pop(event.stream_id, None)  # type: ignore[attr-defined]
+                if self.goaway_wanted and not self.streams:
+                    self.goaway()
                 if stream is not None:
                     events.append(StreamReset(stream.id, int(event.error_code)))  # type: ignore[attr-defined]
                     if not guard.reset("RST_STREAM" if event.remote_reset else "stream errors"):  # type: ignore[attr-defined]
@@ -262,7 +265,9 @@ class H2Connection:
             events.append(EndOfMessage(stream_id=stream_id))
         max_requests = self.settings.max_requests
         if max_requests and self.requests >= max_requests:
-            self.goaway()
+            # Between streams if the client leaves a gap; else before it has
+            # sent another window of streams.
+            self.goaway(now=self.requests >= max_requests + self.settings.max_concurrent_streams)
 
     def _request(self, event: h2.events.RequestReceived) -> Request | None:
         """The protocol layer's request for a HEADERS block h2 accepted, or
@@ -507,6 +512,8 @@ class H2Connection:
         if stream.sent_end and stream.remote_ended:
             if self.streams.pop(stream.id, None) is not None:
                 self.guard.stream_completed()
+                if self.goaway_wanted and not self.streams:
+                    self.goaway()
 
     # -- the caller's controls ------------------------------------------------------------
 
@@ -527,6 +534,8 @@ class H2Connection:
             return
         self.streams.pop(stream_id, None)
         self._reset(stream_id, code)
+        if self.goaway_wanted and not self.streams:
+            self.goaway()
         if counted and not self.guard.reset("refused streams"):
             self._calm([])
 
@@ -541,15 +550,23 @@ class H2Connection:
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
 
-    def goaway(self) -> None:
+    def goaway(self, now: bool = False) -> None:
         """Graceful end: GOAWAY naming the last stream taken; the streams up
-        to it finish, later ones are refused."""
+        to it finish, later ones are refused.
+
+        Sent when no stream is in flight, unless ``now``: clients built on
+        h2 (httpx among them) cannot read a response that arrives after a
+        GOAWAY (python-hyper/h2 #1181), so until then the connection goes on
+        serving the streams it gets, and the GOAWAY goes out between them.
+        """
         if self.goaway_sent or self.closed:
             return
-        self.goaway_sent = True
-        self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._out.append(self.h2.data_to_send())
-        self._out.append(GoAwayFrame(0, last_stream_id=self.last_stream_id, error_code=0).serialize())
+        self.goaway_wanted = True
+        if now or not self.streams:
+            self.goaway_sent = True
+            self.last_stream_id = self.h2.highest_inbound_stream_id
+            self._out.append(self.h2.data_to_send())
+            self._out.append(GoAwayFrame(0, last_stream_id=self.last_stream_id, error_code=0).serialize())
 
     @property
     def idle(self) -> bool:

@@ -85,17 +85,19 @@ class H2Protocol(asyncio.BufferedProtocol):
     # -- taking the connection over ----------------------------------------------------
 
     def take_over(self, transport: asyncio.Transport, info: ConnectionInfo, data: bytes = b"",
-                  upgrade: tuple[bytes, Request] | None = None) -> None:
+                  upgrade: tuple[bytes, Request] | None = None, over_limit: bool | None = None) -> None:
         """Start HTTP/2 on ``transport``: the server preface, then ``data``
         (what the client sent already). ``upgrade``: the ``HTTP2-Settings``
         value and the request of an ``Upgrade: h2c`` (answered 101 already),
-        which becomes stream 1."""
+        which becomes stream 1. ``over_limit``: the connection was over
+        ``limit_concurrency`` when accepted (None: look now)."""
         self.transport = transport
         self.info = info
         ctx = self.ctx
         ctx.connections.add(self)
-        if ctx.limit_concurrency and len(ctx.connections) > ctx.limit_concurrency:
-            self.over_limit = True
+        if over_limit is None:
+            over_limit = bool(ctx.limit_concurrency) and len(ctx.connections) > ctx.limit_concurrency
+        self.over_limit = over_limit
         conn = self.conn
         if upgrade is not None:
             events = conn.upgrade(*upgrade)
@@ -421,7 +423,9 @@ class H2Protocol(asyncio.BufferedProtocol):
         for stream in list(self.streams.values()):
             if type(stream) is not HttpStream:
                 stream.shutdown()  # WebSockets close with the shutdown code
-        conn.goaway()
+        # The first call: GOAWAY between streams; the second (the worker now
+        # refuses everything new): at once.
+        conn.goaway(now=self.ctx.shutting_down)
         self._queue(conn.data_to_send())
         self._flush()
         if not self.streams and conn.idle:
@@ -444,7 +448,7 @@ class H2Protocol(asyncio.BufferedProtocol):
         self._timer = None
         if self.closed or self.streams:
             return
-        self.conn.goaway()
+        self.conn.goaway(now=True)
         self._queue(self.conn.data_to_send())
         self._end()
 

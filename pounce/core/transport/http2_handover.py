@@ -74,13 +74,15 @@ def hand_over(protocol: HttpProtocol, data: bytes = b"", upgrade: tuple[bytes, R
     assert transport is not None and protocol.info is not None
     protocol._cancel_timer()
     protocol.closed = True
+    # (Not yet counted when ALPN chose h2 at connection_made: look then.)
+    over_limit = protocol.over_limit if protocol in ctx.connections else None
     ctx.connections.discard(protocol)
     h2 = H2Protocol(ctx)
     transport.set_protocol(h2)
     if protocol.read_paused:
         protocol.read_paused = False
         transport.resume_reading()
-    h2.take_over(transport, protocol.info, data, upgrade)
+    h2.take_over(transport, protocol.info, data, upgrade, over_limit)
 
 
 def upgrade_to_h2c(protocol: HttpProtocol, request: Request) -> bool:
