@@ -401,8 +401,7 @@ class H2Connection:
         stream.bodiless = status in _NO_BODY_STATUS or stream.request.method == b"HEAD"
         if length < 0 and not more and not trailers and status not in _NO_BODY_STATUS:
             length = len(body)
-            if not stream.bodiless or not body:
-                out.append((b"content-length", b"%d" % length))
+            out.append((b"content-length", b"%d" % length))  # (for HEAD too: the body's length)
         stream.remaining = length if not stream.bodiless else -1
         stream.started = True
         end = not more and not trailers and (not body or stream.bodiless)
