@@ -76,7 +76,7 @@ class H2Protocol(asyncio.BufferedProtocol):
         self._flush_scheduled = False
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self.idle_deadline = 0.0
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     @property
     def client(self) -> tuple[str, int] | None:
@@ -147,6 +147,9 @@ class H2Protocol(asyncio.BufferedProtocol):
         self.closed = True
         self.ctx.connections.discard(self)
         self._cancel_timer()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self._disconnect_all()
 
     def pause_writing(self) -> None:
@@ -408,7 +411,7 @@ class H2Protocol(asyncio.BufferedProtocol):
             transport.close()
             # A client that does not read would keep the close waiting for the
             # buffer to drain: after a moment it is cut off.
-            self.loop.call_later(CLOSE_GRACE, transport.abort)
+            self._abort_timer = self.loop.call_later(CLOSE_GRACE, transport.abort)
         self.ctx.connections.discard(self)
         self.closed = True
         self._disconnect_all()
