@@ -207,12 +207,12 @@ def test_request_body_window_reopens_only_as_the_app_reads(srv: ServerThread) ->
     """A client that sends more than the window allows, on a stream whose
     app does not read, is stopped by a flow-control error."""
     with RawH2(srv.port) as client:
-        client.send(client.headers_frame(1, request_headers("/wait", "POST"), end_stream=False))
+        client.send(client.headers_frame(1, request_headers("/slow?2", "POST"), end_stream=False))
         chunk = b"b" * 16384
-        for _ in range(5):  # 80 KiB > the 64 KiB window
+        for _ in range(5):  # 80 KiB > the 64 KiB window, to an app that never reads
             client.data(1, chunk)
-        assert goaway_code(client) == FLOW_CONTROL_ERROR or isinstance(
-            client.read_until(lambda f: isinstance(f, RstStreamFrame)), RstStreamFrame)
+        assert goaway_code(client) == FLOW_CONTROL_ERROR
+        assert not [f for f in client.frames if isinstance(f, WindowUpdateFrame) and f.stream_id == 1]
     still_serving(srv)
 
 
@@ -227,18 +227,46 @@ def test_request_body_window_reopens_only_as_the_app_reads(srv: ServerThread) ->
     [*request_headers(), ("Upper", "1")],  # uppercase name
 ], ids=["no-path", "unknown", "after-regular", "repeated", "uppercase"])
 def test_invalid_pseudo_headers_are_protocol_errors(srv: ServerThread, headers: list[tuple[str, str]]) -> None:
+    assert_stream_error(srv, headers)
+
+
+def assert_stream_error(srv: ServerThread, headers: list[tuple[str, str]]) -> None:
+    """A malformed request is a stream error (RFC 9113 8.1.1): RST_STREAM
+    PROTOCOL_ERROR, no app, and the connection goes on."""
     with RawH2(srv.port) as client:
         client.send(client.headers_frame(1, headers))
-        assert goaway_code(client) == PROTOCOL_ERROR
+        frame = client.read_until(lambda f: isinstance(f, (RstStreamFrame, GoAwayFrame)))
+        assert isinstance(frame, RstStreamFrame) and frame.error_code == PROTOCOL_ERROR
+        client.request(3, "/echo")
+        assert client.response(3)[0][b":status"] == b"200"
+    assert h2apps.STATE["started"] == 1  # only the good request reached the app
     still_serving(srv)
 
 
 @pytest.mark.parametrize("name,value", [("connection", "keep-alive"), ("transfer-encoding", "chunked"),
                                         ("upgrade", "h2c"), ("te", "gzip")])
 def test_connection_specific_headers_are_protocol_errors(srv: ServerThread, name: str, value: str) -> None:
+    assert_stream_error(srv, request_headers(extra=[(name, value)]))
+
+
+@pytest.mark.parametrize("name,value", [("x-a", "new\nline"), ("x-a", " padded"), ("x a", "1"), ("", "empty")])
+def test_illegal_field_names_and_values_are_protocol_errors(srv: ServerThread, name: str, value: str) -> None:
+    assert_stream_error(srv, request_headers(extra=[(name, value)]))
+
+
+def test_malformed_request_floods_get_enhance_your_calm(srv: ServerThread) -> None:
+    """Each malformed request costs a reset (MadeYouReset's other door)."""
     with RawH2(srv.port) as client:
-        client.send(client.headers_frame(1, request_headers(extra=[(name, value)])))
-        assert goaway_code(client) == PROTOCOL_ERROR
+        stream_id = 1
+        while stream_id < 2000 and not client.send_failed and not client.closed:
+            # Batches of 40 (under max_concurrent_streams), each read before the next.
+            client.send(*(client.headers_frame(i, [*request_headers(), ("connection", "x")])
+                          for i in range(stream_id, stream_id + 80, 2)), PingFrame(0, opaque_data=b"malform."))
+            client.read_until(lambda f: isinstance(f, (PingFrame, GoAwayFrame)) and "ACK" in f.flags
+                              or isinstance(f, GoAwayFrame))
+            stream_id += 80
+        assert any(isinstance(f, GoAwayFrame) and f.error_code == ENHANCE_YOUR_CALM for f in client.frames) \
+            or goaway_code(client) == ENHANCE_YOUR_CALM
     still_serving(srv)
 
 

@@ -60,6 +60,7 @@ from pounce.core.protocol.events import (
     StreamReset,
 )
 from pounce.core.protocol.http2_limits import FloodGuard, H2Settings
+from pounce.core.protocol.http2_request import CONNECTION_SPECIFIC, Malformed, check_trailers, read_request
 from pounce.core.protocol.responses import DefaultHeaders, check_fields
 
 __all__ = ["PREFACE", "H2Connection", "H2Settings", "ErrorCodes"]
@@ -67,16 +68,12 @@ __all__ = ["PREFACE", "H2Connection", "H2Settings", "ErrorCodes"]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # Hop-by-hop fields an app written for HTTP/1.1 may set; HTTP/2 forbids
-# them (RFC 9113 8.2.2), so they are dropped rather than refused.
-_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
-                                  b"upgrade"})
+# them (RFC 9113 8.2.2), so they are dropped from responses rather than refused.
+_CONNECTION_SPECIFIC = CONNECTION_SPECIFIC
 _NO_BODY_STATUS = frozenset({204, 304})
 _STATUS = {status: b"%d" % status for status in range(100, 1000)}
 _MAX_WINDOW = 2**31 - 1
 _EV = h2.events
-# Bytes a :path may hold: visible ASCII (RFC 3986 characters and the few
-# that browsers send unescaped).
-_PATH_OK = bytes(range(0x21, 0x7F))
 _VALID_NAMES: dict[bytes, bool] = {}
 
 
@@ -113,6 +110,7 @@ class H2Connection:
         self.settings = settings = settings or H2Settings()
         self.defaults = defaults or DefaultHeaders(server=False, date=False)
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=False,  # (done in _request)
                                            validate_outbound_headers=False,
                                            normalize_outbound_headers=False)
         conn = self.h2 = h2.connection.H2Connection(config=config)
@@ -226,8 +224,17 @@ class H2Connection:
             elif kind is _EV.TrailersReceived:
                 stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
+                    fields = list(event.headers)  # type: ignore[attr-defined]
+                    try:
+                        check_trailers(fields)
+                    except Malformed as exc:
+                        events.append(StreamReset(stream.id, ErrorCodes.PROTOCOL_ERROR))
+                        self._malformed(stream.id, str(exc))
+                        if self.closed:
+                            return self._calm(events)
+                        continue
                     stream.remote_ended = True
-                    events.append(EndOfMessage(list(event.headers), stream.id))  # type: ignore[attr-defined]
+                    events.append(EndOfMessage(fields, stream.id))
                     self._forget_if_done(stream)
                 # (h2 reports a StreamEnded after the trailers too: skipped, the stream is known ended.)
             elif kind is _EV.RemoteSettingsChanged:
@@ -270,61 +277,26 @@ class H2Connection:
             self.goaway(now=self.requests >= max_requests + self.settings.max_concurrent_streams)
 
     def _request(self, event: h2.events.RequestReceived) -> Request | None:
-        """The protocol layer's request for a HEADERS block h2 accepted, or
-        None when it was answered here (bad target, CONNECT)."""
-        method = path = authority = protocol = b""
-        headers: list[tuple[bytes, bytes]] = []
-        cookies: list[bytes] | None = None
-        has_host = expect = trailers = False
-        length = 0
-        for name, value in event.headers:
-            if name[0] == 58:  # ":"
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":protocol":
-                    protocol = value
-                continue
-            if name == b"cookie":
-                # HTTP/2 may split cookies into several fields; one field for
-                # the app, as HTTP/1.1 has it (RFC 9113 8.2.3).
-                if cookies is None:
-                    cookies = [value]
-                    headers.append((name, value))
-                else:
-                    cookies.append(value)
-                continue
-            if name == b"host":
-                has_host = True
-            elif name == b"content-length":
-                length = int(value)  # (h2 checked it)
-            elif name == b"expect":
-                expect = value.lower() == b"100-continue"
-            elif name == b"te":
-                trailers = True  # (h2 allows only "trailers")
-            headers.append((name, value))
-        if cookies is not None and len(cookies) > 1:
-            joined = b"; ".join(cookies)
-            headers = [(n, joined if n == b"cookie" else v) for n, v in headers]
-        stream_id = event.stream_id
-        if method == b"CONNECT":
-            if not protocol:
-                self._refuse(stream_id, 405)  # tunnels are not an ASGI thing
-                return None
-            if protocol.lower() != b"websocket" or not self.settings.connect_protocol:
-                self._refuse(stream_id, 501)
-                return None
-        if not ((path[:1] == b"/" and not path.translate(None, _PATH_OK))
-                or (path == b"*" and method == b"OPTIONS")):
-            self._refuse(stream_id, 400)
+        """The protocol layer's request for a HEADERS block, or None when it
+        was answered here (bad target: 400, CONNECT: 405, extended CONNECT
+        for anything but WebSocket: 501) or reset as malformed (RFC 9113
+        8.1.1: a stream error, drawn on the reset budget)."""
+        try:
+            request = read_request(event.headers, event.stream_id, self.settings.connect_protocol)
+        except Malformed as exc:
+            self._malformed(event.stream_id, str(exc))
             return None
-        if authority and not has_host:
-            headers.insert(0, (b"host", authority))
-        return Request(method, path, b"2", headers, STREAM, length, True, expect_continue=expect,
-                       trailers=trailers, upgrade=protocol or None, stream_id=stream_id)
+        if type(request) is int:
+            self._refuse(event.stream_id, request)
+            return None
+        return request  # type: ignore[return-value]
+
+    def _malformed(self, stream_id: int, reason: str) -> None:
+        """A malformed request or trailer block: RST_STREAM PROTOCOL_ERROR."""
+        self.streams.pop(stream_id, None)
+        self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        if not self.guard.reset(f"malformed requests: {reason}"):
+            self._calm([])
 
     def _refuse(self, stream_id: int, status: int) -> None:
         """Answer a request pounce will not pass on, without any app."""
