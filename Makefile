@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` and `make test`. Each sets up
 # its own virtual environment; nothing installed by hand is assumed.
+# `make test-fast` is `make test` without the tests marked slow.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # Every contrib package, with its own test extra (what its tests need).
 CONTRIB := $(wildcard plugins-contrib/*/pyproject.toml)
 
-.PHONY: run test setup system-deps lint docs docs-generate docs-serve bench clean
+.PHONY: run test test-fast setup system-deps lint docs docs-generate docs-serve bench clean
 
 $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ run: setup
 test: setup system-deps
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup system-deps
+	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts

@@ -4,7 +4,7 @@
 # Installs only what is missing; without root (or apt-get) it says what it
 # skipped and the tests that need a missing tool skip with that reason.
 set -u
-packages=(curl chromium nginx systemd nghttp2-client)
+packages=(curl chromium nginx systemd apache2-utils nghttp2-client)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

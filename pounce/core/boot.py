@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pounce.core.asgi.lifespan import Lifespan
 from pounce.core.lifecycle import LifespanStarted, LifespanStopped
-from pounce.core.transport.worker import Worker, WorkerContext
+from pounce.core.transport.context import WorkerContext
+from pounce.core.transport.worker import Worker
 
 if TYPE_CHECKING:
     import socket

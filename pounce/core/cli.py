@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from pounce import __version__
+from pounce._version import __version__
 from pounce.core.config import find_config_file, load_config, plugin_settings, read_toml
 from pounce.core.errors import PounceError
 from pounce.core.options import Option, OptionRegistry

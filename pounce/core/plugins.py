@@ -18,7 +18,7 @@ from typing import Any
 
 import pluggy
 
-from pounce.core import hookspecs
+from pounce.core import config, hookspecs
 from pounce.core.errors import ConfigError, PluginError, PounceError
 from pounce.core.options import OptionRegistry
 
@@ -72,7 +72,7 @@ def discover() -> dict[str, PluginInfo]:
         builtin = (dist_name or "").lower() == "pounce"
         found.setdefault(ep.name, PluginInfo(ep.name, ep.value, dist_name, version, builtin, ep))
     if not any(info.builtin for info in found.values()):
-        from pounce import __version__
+        from pounce._version import __version__
 
         for name, value in _BUILTIN_FALLBACK.items():
             found.setdefault(name, PluginInfo(name, value, "pounce", __version__, True))
@@ -295,3 +295,6 @@ __all__ = [
     "plugin_name",
 ]
 
+
+
+config.use_manager_factory(build_plugin_manager)

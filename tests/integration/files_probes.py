@@ -2,9 +2,11 @@
 
 :class:`Probe` is a plugin whose wrapper sits outside every other one
 (``tryfirst``, registered last): it records the ASGI messages the server is
-handed, and with ``pathsend=True`` it stands in for the core's
-``http.response.pathsend`` (advertising it, with ``ranges`` if asked, and
-sending the file's bytes itself) until the core implements the extension.
+handed. It also decides what the plugins see of ``http.response.pathsend``:
+by default the extension is hidden (a server without it), with
+``pathsend=True`` the probe offers it (with ``ranges`` if asked) and sends
+the file's bytes itself, so the message shapes can be checked exactly; the
+core's own pathsend is tested in ``test_pathsend.py``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from rawio import read_until_closed
-
 from pounce import hookimpl
+from tests.helpers import read_until_closed
 
 PATHSEND = "http.response.pathsend"
 
@@ -50,9 +51,10 @@ class Probe:
                 await app(scope, receive, send)
                 return
             probe.requests.append((scope["path"], dict(scope["headers"])))
+            extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != PATHSEND}
             if probe.pathsend:
-                scope["extensions"] = {**scope.get("extensions", {}),
-                                       PATHSEND: {"ranges": True} if probe.ranges else {}}
+                extensions[PATHSEND] = {"ranges": True} if probe.ranges else {}
+            scope["extensions"] = extensions
 
             async def recording_send(message: dict[str, Any]) -> None:
                 probe.sent.append((scope["path"], message))

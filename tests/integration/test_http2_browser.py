@@ -1,16 +1,11 @@
 """Headless Chromium over HTTPS: the demo page comes over HTTP/2 (ALPN h2),
-its server-sent events stream in, and its WebSocket echoes, all on one
-connection; the page itself reports ``nextHopProtocol``."""
+its server-sent events stream in, and its WebSocket echoes over the same
+connection (RFC 8441); the page itself reports ``nextHopProtocol``."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +16,9 @@ import trustme
 from websockets.asyncio.client import connect
 
 from pounce.demo import app as demo_app
-from tests.conftest import need_command
+from tests.browser import DevTools, launch_chromium
+
+pytestmark = pytest.mark.slow
 
 scopes: list[dict[str, Any]] = []
 
@@ -34,65 +31,9 @@ async def recording_demo(scope: dict[str, Any], receive: Any, send: Any) -> None
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[int]:
-    """Headless Chromium that accepts the test CA's certificate; yields its
-    DevTools port."""
-    binary = need_command("chromium")
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    proc = subprocess.Popen(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--no-default-browser-check", "--disable-dev-shm-usage",
-         "--ignore-certificate-errors", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-         "--remote-allow-origins=*", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chromium did not start (exit {proc.poll()})")
-            time.sleep(0.1)
-        yield int(port_file.read_text().split()[0])
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(5)
-
-
-async def evaluate(ws: Any, counter: list[int], expression: str) -> Any:
-    counter[0] += 1
-    await ws.send(json.dumps({"id": counter[0], "method": "Runtime.evaluate",
-                              "params": {"expression": expression, "returnByValue": True}}))
-    while True:
-        reply = json.loads(await ws.recv())
-        if reply.get("id") == counter[0]:
-            return reply["result"]["result"].get("value")
-
-
-async def call(ws: Any, counter: list[int], method: str, **params: Any) -> dict[str, Any]:
-    counter[0] += 1
-    await ws.send(json.dumps({"id": counter[0], "method": method, "params": params}))
-    while True:
-        reply = json.loads(await ws.recv())
-        if reply.get("id") == counter[0]:
-            return reply.get("result", {})
-
-
-async def wait_for(ws: Any, counter: list[int], expression: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await evaluate(ws, counter, expression)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise TimeoutError(expression)
+    """Chromium that accepts the test certificate; yields its DevTools port."""
+    with launch_chromium(tmp_path / "profile", ["--ignore-certificate-errors"]) as port:
+        yield port
 
 
 def test_chromium_loads_the_demo_over_h2(serve: Any, browser: int, tmp_path: Path) -> None:
@@ -106,20 +47,20 @@ def test_chromium_loads_the_demo_over_h2(serve: Any, browser: int, tmp_path: Pat
 
     async def drive() -> tuple[str, str, str, bytes]:
         async with connect(page["webSocketDebuggerUrl"], proxy=None, max_size=None) as ws:
-            counter = [0]
-            await call(ws, counter, "Page.enable")
-            await call(ws, counter, "Page.navigate", url=srv.url + "/")
-            protocol = await wait_for(ws, counter, "document.readyState === 'complete' && "
-                                      "performance.getEntries()[0].nextHopProtocol")
-            events = await wait_for(ws, counter, "document.getElementById('events').textContent.trim()")
-            await call(ws, counter, "Page.navigate", url=srv.url + "/ws")
-            status = await wait_for(ws, counter, "(e => e && e.textContent === 'open' ? 'open' : '')"
-                                    "(document.getElementById('status'))")
-            await evaluate(ws, counter, "document.getElementById('msg').value = 'over h2';"
-                           "document.querySelector('#form button').click(); true")
-            echoed = await wait_for(ws, counter, "Array.from(document.querySelectorAll('#log .echo'))"
-                                    ".map(e => e.textContent).join('|')")
-            shot = await call(ws, counter, "Page.captureScreenshot", format="png")
+            tools = DevTools(ws)
+            await tools.call("Page.enable")
+            await tools.call("Page.navigate", url=srv.url + "/")
+            protocol = await tools.wait_for("document.readyState === 'complete' && "
+                                            "performance.getEntries()[0].nextHopProtocol")
+            events = await tools.wait_for("document.getElementById('events').textContent.trim()")
+            await tools.call("Page.navigate", url=srv.url + "/ws")
+            status = await tools.wait_for("(e => e && e.textContent === 'open' ? 'open' : '')"
+                                          "(document.getElementById('status'))")
+            await tools.evaluate("document.getElementById('msg').value = 'over h2';"
+                                 "document.querySelector('#form button').click(); true")
+            echoed = await tools.wait_for("Array.from(document.querySelectorAll('#log .echo'))"
+                                          ".map(e => e.textContent).join('|')")
+            shot = await tools.call("Page.captureScreenshot", format="png")
             return protocol, events, status + " " + echoed, base64.b64decode(shot["data"])
 
     protocol, events, status, png = asyncio.run(asyncio.wait_for(drive(), 90))

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from pounce.testing import ServerThread
-from tests.conftest import need_command
+from tests.helpers import need_command
 
 
 class Certs:
@@ -169,6 +169,7 @@ def test_nghttp_sees_settings_and_the_response(h2c: ServerThread) -> None:
     assert json.loads(out.stdout)["body_size"] == 300000
 
 
+@pytest.mark.slow
 def test_h2load_completes_every_request(h2c: ServerThread, certs: Certs, serve: Any) -> None:
     h2load = need_command("h2load")
     out = subprocess.run([h2load, "-n", "400", "-c", "4", "-m", "10", h2c.url + "/echo"],

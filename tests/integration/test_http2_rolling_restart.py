@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
 APPS = TESTS / "apps"
@@ -28,6 +29,7 @@ def wait_output(proc: Any, predicate: Any, timeout: float = 30.0) -> None:
     raise AssertionError(f"timed out:\n{proc.output()}")
 
 
+@pytest.mark.slow
 def test_rolling_restart_under_http2_load_loses_nothing(pounce_process: Any) -> None:
     proc = pounce_process("test_supervisor_apps:app", "--port", "0", "--workers", "2",
                           "--worker-mode", "process", "--no-access-log",

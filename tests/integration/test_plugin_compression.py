@@ -15,13 +15,13 @@ import brotli
 import httpx
 import pytest
 import zstandard
-from conftest import need_command
 from files_probes import Probe
 
 from pounce.demo import app as demo_app
 from pounce.plugins import compression as compression_plugin
 from pounce.plugins.compression import codecs  # the module (codecs.py)
 from pounce.testing import ServerThread, run_pounce
+from tests.helpers import need_command
 
 JSON = json.dumps([{"id": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(400)]).encode()
 

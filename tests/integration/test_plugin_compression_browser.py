@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 from files_probes import Probe
-from test_browser import DevTools, chromium  # noqa: F401 - chromium is a fixture
 from websockets.asyncio.client import connect
 
 from pounce.demo import app as demo_app
 from pounce.testing import ServerThread
+from tests.browser import DevTools
 
 
 def test_chromium_gets_the_demo_page_compressed(chromium: int) -> None:  # noqa: F811

@@ -28,7 +28,7 @@ from hyperframe.frame import (
 
 from pounce.testing import ServerThread
 from tests.h2client import PREFACE, RawH2, request_headers
-from tests.rawio import read_until_closed
+from tests.helpers import read_until_closed
 
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED = 0, 1, 3, 5
 REFUSED_STREAM, CANCEL, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 7, 8, 9, 11
