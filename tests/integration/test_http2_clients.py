@@ -232,3 +232,27 @@ def test_access_log_names_http_2_0(pounce_process: Any) -> None:
         assert client.get(proc.url + "/echo").status_code == 200
     proc.stop()
     assert '"GET /echo HTTP/2.0" 200' in proc.output(), proc.output()
+
+
+def test_pathsend_files_go_out_in_flow_controlled_frames(serve: Any, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    (tmp_path / "big.bin").write_bytes(data)
+
+    async def files(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        assert "http.response.pathsend" in scope["extensions"]
+        message: dict[str, Any] = {"type": "http.response.pathsend", "path": str(tmp_path / "big.bin")}
+        if scope["path"] == "/range":
+            message.update(offset=1000, count=5000)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(message)
+
+    srv = serve(files)
+    with h2_client() as client:
+        whole = client.get(srv.url + "/")
+        assert whole.http_version == "HTTP/2" and whole.content == data
+        assert whole.headers["content-length"] == str(len(data))
+        part = client.get(srv.url + "/range")
+        assert part.content == data[1000:6000]
+        assert client.head(srv.url + "/").content == b""

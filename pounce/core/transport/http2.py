@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+import os
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
@@ -41,7 +42,7 @@ from pounce.core.protocol.responses import reason
 
 if TYPE_CHECKING:
     from pounce.core.asgi.scope import ConnectionInfo
-    from pounce.core.transport.worker import WorkerContext
+    from pounce.core.transport.context import WorkerContext
 
 __all__ = ["H2Protocol"]
 
@@ -50,6 +51,8 @@ logger = logging.getLogger("pounce.worker")
 # Output collected from the streams is written at the end of the loop step,
 # or at once when this much is waiting.
 WRITE_NOW = 65536
+# Bytes of a file (http.response.pathsend) read at once: a default window.
+FILE_CHUNK = 65536
 # Seconds a closing connection has to flush its last frames (a GOAWAY).
 CLOSE_GRACE = 2.0
 _ERROR_TYPE = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -307,6 +310,37 @@ class H2Protocol(asyncio.BufferedProtocol):
                 self._flush()
                 stream.on_disconnect()
                 return
+
+    async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
+                        file: BinaryIO, offset: int, count: int) -> None:
+        """``http.response.pathsend`` over HTTP/2: the file goes out in DATA
+        frames, read in a thread a window's worth at a time (HTTP/2 framing
+        and TLS leave nothing for the kernel's sendfile), flow-controlled
+        like any body."""
+        self._check_open(stream)
+        conn = self.conn
+        stream_id = stream.stream_id
+        bodiless = stream.is_head or status in (204, 304)
+        conn.response(stream_id, status, headers, b"", bool(count) and not bodiless)
+        self._queue(conn.data_to_send())
+        if bodiless or not count:
+            return
+        fd = file.fileno()
+        position, left = offset, count
+        while left > 0:
+            data = await self.loop.run_in_executor(None, os.pread, fd, min(FILE_CHUNK, left), position)
+            if not data:
+                raise RuntimeError("http.response.pathsend: the file got shorter while being sent")
+            if self.closed or stream.disconnected or stream_id not in conn.streams:
+                stream.on_disconnect()
+                raise ClientDisconnected("the client has disconnected")
+            position += len(data)
+            left -= len(data)
+            conn.body(stream_id, data, left > 0)
+            self._queue(conn.data_to_send())
+            self.ctx.copied_file_bytes += len(data)
+            if left and (self.write_paused or conn.pending(stream_id)):
+                await self.drain(stream)
 
     def abort(self, stream: Any = None) -> None:
         """End a stream abruptly (its response cannot be completed); without a
