@@ -4,19 +4,17 @@ took, clients move to new connections, which the new workers accept."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-APPS = TESTS / "apps"
+from tests.helpers import APPS
+
 READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 
 
@@ -31,9 +29,8 @@ def wait_output(proc: Any, predicate: Any, timeout: float = 30.0) -> None:
 
 @pytest.mark.slow
 def test_rolling_restart_under_http2_load_loses_nothing(pounce_process: Any) -> None:
-    proc = pounce_process("test_supervisor_apps:app", "--port", "0", "--workers", "2",
-                          "--worker-mode", "process", "--no-access-log",
-                          env={"PYTHONPATH": os.pathsep.join([str(TESTS), str(APPS)])})
+    proc = pounce_process("supervisorapps:app", "--port", "0", "--workers", "2",
+                          "--worker-mode", "process", "--no-access-log", env={"PYTHONPATH": str(APPS)})
     wait_output(proc, lambda out: len(READY.findall(out)) >= 2)
     old = {p for _, p in READY.findall(proc.output())}
     results: list[tuple[float, bool, str]] = []

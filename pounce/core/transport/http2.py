@@ -39,6 +39,7 @@ from pounce.core.asgi.stream import ClientDisconnected, HttpStream
 from pounce.core.protocol.events import ConnectionClosed, Data, EndOfMessage, Request, StreamReset
 from pounce.core.protocol.http2 import ErrorCodes, H2Connection
 from pounce.core.protocol.responses import reason
+from pounce.core.transport.http2_websocket import open_websocket
 
 if TYPE_CHECKING:
     from pounce.core.asgi.scope import ConnectionInfo
@@ -215,8 +216,6 @@ class H2Protocol(asyncio.BufferedProtocol):
                 return
             self.over_limit = False
         if request.upgrade is not None:
-            from pounce.core.transport.http2_websocket import open_websocket
-
             ws = open_websocket(self, request)
             if ws is not None:
                 if not self.streams:

@@ -16,7 +16,7 @@ it hands its transport to an :class:`~pounce.core.transport.http2.H2Protocol`
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pounce.core.protocol.events import Request
 from pounce.core.protocol.http2 import PREFACE
@@ -26,7 +26,30 @@ from pounce.core.transport.http2 import H2Protocol
 if TYPE_CHECKING:
     import asyncio
 
-    from pounce.core.transport.http import HttpProtocol
+    from pounce.core.asgi.scope import ConnectionInfo
+    from pounce.core.protocol.http11 import H1Connection
+    from pounce.core.transport.context import WorkerContext
+
+
+class HttpProtocol(Protocol):
+    """What the hand-over takes from the HTTP/1.1 connection
+    (:class:`pounce.core.transport.http.HttpProtocol`, which imports this
+    module: described here rather than imported back)."""
+
+    ctx: WorkerContext
+    conn: H1Connection
+    transport: Any
+    info: ConnectionInfo | None
+    closed: bool
+    over_limit: bool
+    read_paused: bool
+
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def _cancel_timer(self) -> None: ...
 
 __all__ = ["PrefaceSniffer", "alpn_chose_h2", "hand_over", "upgrade_to_h2c"]
 

@@ -19,7 +19,7 @@ Closing: the WebSocket closing handshake ends the stream both ways
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.websocket import CLOSE_TIMEOUT, WebSocketStream
@@ -30,9 +30,32 @@ from pounce.core.protocol.websocket import HandshakeError, parse_h2_handshake
 if TYPE_CHECKING:
     import asyncio
 
-    from pounce.core.transport.http2 import H2Protocol
+    from pounce.core.asgi.scope import ConnectionInfo
+    from pounce.core.protocol.http2 import H2Connection
+    from pounce.core.transport.context import WorkerContext
 
 __all__ = ["H2WebSocket", "open_websocket"]
+
+
+class H2Protocol(Protocol):
+    """What a WebSocket stream uses of its HTTP/2 connection
+    (:class:`pounce.core.transport.http2.H2Protocol`, which imports this
+    module: described here rather than imported back)."""
+
+    ctx: WorkerContext
+    conn: H2Connection
+    info: ConnectionInfo | None
+    loop: asyncio.AbstractEventLoop
+    write_paused: bool
+
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+
+    def _queue(self, data: bytes) -> None: ...
+
+    async def drain(self, stream: Any) -> None: ...
+
+    def stream_done(self, stream: Any) -> None: ...
 
 logger = logging.getLogger("pounce.websocket")
 
