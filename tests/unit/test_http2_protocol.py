@@ -314,3 +314,61 @@ def test_garbage_is_a_connection_error() -> None:
     events = server.receive_data(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
     assert events == [CONNECTION_CLOSED] and server.closed and "protocol error" in server.error
     assert server.receive_data(b"more") == []
+
+
+# -- the pieces around the connection -------------------------------------------------------
+
+
+def test_preface_sniffer_holds_a_prefix_and_lets_http11_through() -> None:
+    from pounce.core.protocol.http2 import PREFACE
+    from pounce.core.transport.http2_handover import PrefaceSniffer
+
+    sniffer = PrefaceSniffer()
+    assert sniffer.feed(b"PRI * HT") is None and not sniffer.found
+    assert sniffer.feed(PREFACE[8:] + b"\x00\x00") is None and sniffer.found
+    assert sniffer.held == PREFACE + b"\x00\x00"
+    other = PrefaceSniffer()
+    assert other.feed(b"P") is None  # could still be the preface
+    assert other.feed(b"OST / HTTP/1.1\r\n") == b"POST / HTTP/1.1\r\n"
+    assert PrefaceSniffer().feed(b"PRI * HTTP/2.0\r\n\r\nXX") == b"PRI * HTTP/2.0\r\n\r\nXX"
+
+
+def test_h2_websocket_handshake() -> None:
+    from pounce.core.protocol.websocket import HandshakeError, parse_h2_handshake
+
+    def request(*headers: tuple[bytes, bytes], method: bytes = b"CONNECT",
+                protocol: bytes | None = b"websocket") -> Request:
+        return Request(method, b"/chat", b"2", list(headers), STREAM, 0, True, upgrade=protocol, stream_id=1)
+
+    shake = parse_h2_handshake(request((b"sec-websocket-version", b"13"), (b"sec-websocket-protocol", b"a, b"),
+                                       (b"sec-websocket-extensions", b"permessage-deflate")))
+    assert shake.subprotocols == ["a", "b"] and shake.extension_offers == ["permessage-deflate"]
+    with pytest.raises(HandshakeError) as missing:
+        parse_h2_handshake(request())
+    assert missing.value.status == 426 and missing.value.headers == [(b"sec-websocket-version", b"13")]
+    with pytest.raises(HandshakeError) as get:
+        parse_h2_handshake(request((b"sec-websocket-version", b"13"), method=b"GET", protocol=None))
+    assert get.value.status == 400
+
+
+def test_request_field_rules() -> None:
+    from pounce.core.protocol.http2_request import Malformed, check_trailers, read_request
+
+    base = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")]
+    assert isinstance(read_request(base, 1, True), Request)
+    for bad in ([*base, (b":method", b"GET")], [(b":method", b"GET"), (b"a", b"1"), (b":path", b"/")],
+                [*base, (b"x", b"a\x00b")], [*base, (b"X", b"1")], [*base, (b"keep-alive", b"1")],
+                [*base, (b"te", b"gzip")], [(b":method", b"GET"), (b":path", b"/")],
+                [(b":method", b"CONNECT"), (b":path", b"/"), (b":authority", b"a")],
+                [*base, (b":protocol", b"websocket")], [*base[:2], (b":path", b"")]):
+        with pytest.raises(Malformed):
+            read_request(bad, 1, True)
+    assert read_request([(b":method", b"CONNECT"), (b":authority", b"a:1")], 1, True) == 405
+    connect = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
+               (b":path", b"/ws"), (b":authority", b"a")]
+    assert isinstance(read_request(connect, 1, True), Request)
+    assert read_request(connect, 1, False) == 501
+    assert read_request([*base[:2], (b":path", b"/caf\xc3\xa9")], 1, True) == 400
+    check_trailers([(b"x-sum", b"1")])
+    with pytest.raises(Malformed):
+        check_trailers([(b":status", b"200")])
