@@ -125,10 +125,11 @@ def test_continuation_flood_ends_the_connection_early(srv: ServerThread) -> None
         first = client.headers_frame(1, request_headers("/echo"), end_headers=False)
         client.send(first)
         piece = ContinuationFrame(1, data=b"\x40\x01a\x01b" * 2000).serialize()  # never END_HEADERS
-        sent = flood(client, piece, 20000, batch=50)
+        started = time.monotonic()
+        flood(client, piece, 2000, batch=50)
         assert goaway_code(client) in (PROTOCOL_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM)
-        assert client.wait_closed()
-    assert sent < 20000  # the server closed long before the flood ended
+        # Read and dropped for the lingering close at most, then closed.
+        assert client.wait_closed(10) and time.monotonic() - started < 10
     still_serving(srv)
 
 

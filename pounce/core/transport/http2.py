@@ -157,10 +157,17 @@ class H2Protocol(asyncio.BufferedProtocol):
         self._disconnect_all()
 
     def pause_writing(self) -> None:
+        """The client is not reading: stop reading it too. Every frame it
+        sends may oblige an answer (PING, SETTINGS), so a client that does
+        not read could otherwise grow the write buffer without bound."""
         self.write_paused = True
+        if not self.closed and self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if not self.closed and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         if self._waiters:
             self._wake_writers()
 
@@ -441,9 +448,20 @@ class H2Protocol(asyncio.BufferedProtocol):
         self._cancel_timer()
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.close()
-            # A client that does not read would keep the close waiting for the
-            # buffer to drain: after a moment it is cut off.
+            if _can_half_close(transport):
+                # A lingering close, as for HTTP/1.1: FIN after the GOAWAY,
+                # then what the client still sends is read and dropped, so
+                # unread input does not turn the close into a reset that
+                # would lose the GOAWAY on its way.
+                try:
+                    transport.write_eof()
+                except OSError:
+                    transport.close()
+                else:
+                    transport.resume_reading()
+            else:
+                transport.close()
+            # A client that neither reads nor closes is cut off after a moment.
             self._abort_timer = self.loop.call_later(CLOSE_GRACE, transport.abort)
         self.ctx.connections.discard(self)
         self.closed = True
@@ -497,3 +515,10 @@ def _time_out(waiter: asyncio.Future[bool]) -> None:
 def _remote_open(conn: H2Connection, stream_id: int) -> bool:
     stream = conn.streams.get(stream_id)
     return stream is not None and not stream.remote_ended
+
+
+def _can_half_close(transport: asyncio.BaseTransport) -> bool:
+    try:
+        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
+    except (NotImplementedError, AttributeError):  # TLS and wrapping transports
+        return False
