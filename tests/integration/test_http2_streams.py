@@ -218,3 +218,27 @@ def test_timeout_request_gives_504(serve: Any) -> None:
         assert headers[b":status"] == b"504"
         client.request(3, "/echo")
         assert client.response(3)[0][b":status"] == b"200"
+
+
+def test_client_goaway_lets_streams_in_flight_finish(srv: ServerThread, errors: Any) -> None:
+    """A client's graceful GOAWAY (h2load sends one when done): the streams
+    it opened still get their responses, then pounce says GOAWAY and closes."""
+    with RawH2(srv.port) as client:
+        client.request(1, "/slow?0.3")
+        assert wait_for(lambda: h2apps.STATE["running"] == 1)
+        client.send(GoAwayFrame(0, last_stream_id=0, error_code=0))
+        headers, body, _ = client.response(1)
+        assert headers[b":status"] == b"200" and body == b"slow done"
+        assert client.goaway() is not None and client.wait_closed()
+    # A client that says GOAWAY and hangs up at once: its apps are told, quietly.
+    client = RawH2(srv.port)
+    for stream_id in (1, 3, 5):
+        client.request(stream_id, "/slow?0.2")
+    assert wait_for(lambda: h2apps.STATE["running"] == 3)
+    client.send(GoAwayFrame(0, last_stream_id=0, error_code=0))
+    client.close()
+    assert wait_for(lambda: h2apps.STATE["running"] == 0)
+    still = httpx.Client(http1=False, http2=True, timeout=10)
+    with still:
+        assert still.get(srv.url + "/echo").status_code == 200
+    assert errors.records == []

@@ -63,7 +63,7 @@ from pounce.core.protocol.http2_limits import FloodGuard, H2Settings
 from pounce.core.protocol.http2_request import CONNECTION_SPECIFIC, Malformed, check_trailers, read_request
 from pounce.core.protocol.responses import DefaultHeaders, check_fields
 
-__all__ = ["PREFACE", "H2Connection", "H2Settings", "ErrorCodes"]
+__all__ = ["PREFACE", "H2Connection", "H2Settings", "ErrorCodes", "StreamClosed"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -75,6 +75,11 @@ _STATUS = {status: b"%d" % status for status in range(100, 1000)}
 _MAX_WINDOW = 2**31 - 1
 _EV = h2.events
 _VALID_NAMES: dict[bytes, bool] = {}
+
+
+class StreamClosed(Exception):
+    """The stream (or the connection) can no longer carry a response: it was
+    reset, or h2 closed it. The caller treats it as the client gone."""
 
 
 class _Stream:
@@ -250,8 +255,11 @@ class H2Connection:
                     return self._calm(events)
             elif kind is _EV.ConnectionTerminated:
                 self.goaway_received = True
-                if event.error_code:  # type: ignore[attr-defined]
+                if event.error_code or not _reopen(self.h2):  # type: ignore[attr-defined]
                     return self._failed(f"client sent GOAWAY {event.error_code!r}", events)  # type: ignore[attr-defined]
+                # A graceful GOAWAY from the client: the streams it opened
+                # finish, then the connection ends.
+                self.goaway()
         return events
 
     def _on_request(self, event: h2.events.RequestReceived, events: list[object]) -> None:
@@ -305,8 +313,11 @@ class H2Connection:
         conn = self.h2
         headers = [(b":status", _STATUS[status]), *self.defaults.headers,
                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        conn.send_headers(stream_id, headers)
-        conn.send_data(stream_id, body, end_stream=True)
+        try:
+            conn.send_headers(stream_id, headers)
+            conn.send_data(stream_id, body, end_stream=True)
+        except h2.exceptions.ProtocolError:
+            return
         if self.h2.streams.get(stream_id) is not None and self.h2.streams[stream_id].open:
             # The rest of the request is not wanted.
             self._reset(stream_id, ErrorCodes.NO_ERROR)
@@ -377,7 +388,10 @@ class H2Connection:
         stream.remaining = length if not stream.bodiless else -1
         stream.started = True
         end = not more and not trailers and (not body or stream.bodiless)
-        self.h2.send_headers(stream_id, out, end_stream=end)
+        try:
+            self.h2.send_headers(stream_id, out, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            self._lost(stream_id)
         if end:
             stream.sent_end = True
             self._forget_if_done(stream)
@@ -403,7 +417,10 @@ class H2Connection:
             if stream.remaining > 0:
                 raise LocalProtocolError("Too little data for declared Content-Length")
             stream.end = True
-        self._flush(stream)
+        try:
+            self._flush(stream)
+        except h2.exceptions.ProtocolError:
+            self._lost(stream_id)
 
     def trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
         """End the body with trailer fields (HEADERS with END_STREAM)."""
@@ -417,12 +434,18 @@ class H2Connection:
             raise LocalProtocolError(str(exc)) from None
         stream.trailers = fields
         stream.end = True
-        self._flush(stream)
+        try:
+            self._flush(stream)
+        except h2.exceptions.ProtocolError:
+            self._lost(stream_id)
 
     def informational(self, stream_id: int, status: int = 100) -> None:
         """An interim response (``100 Continue``)."""
         if stream_id in self.streams and not self.closed:
-            self.h2.send_headers(stream_id, [(b":status", _STATUS[status])])
+            try:
+                self.h2.send_headers(stream_id, [(b":status", _STATUS[status])])
+            except h2.exceptions.ProtocolError:
+                self._lost(stream_id)
 
     def pending(self, stream_id: int) -> int:
         """Bytes of body queued behind the flow-control windows."""
@@ -470,14 +493,20 @@ class H2Connection:
     def _on_window(self, stream_id: int) -> None:
         """A window opened: send what waited behind it (the connection's:
         every stream, oldest first)."""
-        if stream_id:
-            stream = self.streams.get(stream_id)
+        streams = [self.streams.get(stream_id)] if stream_id else list(self.streams.values())
+        for stream in streams:
             if stream is not None and stream.chunks:
-                self._flush(stream)
-            return
-        for stream in list(self.streams.values()):
-            if stream.chunks:
-                self._flush(stream)
+                try:
+                    self._flush(stream)
+                except h2.exceptions.ProtocolError:
+                    self.streams.pop(stream.id, None)  # the app hears it at its next send
+
+    def _lost(self, stream_id: int) -> None:
+        """h2 refused to send on the stream (it closed it): the stream is gone."""
+        self.streams.pop(stream_id, None)
+        if self.goaway_wanted and not self.streams:
+            self.goaway()
+        raise StreamClosed(f"stream {stream_id} is closed")
 
     def _forget_if_done(self, stream: _Stream) -> None:
         if stream.sent_end and stream.remote_ended:
@@ -551,6 +580,24 @@ class H2Connection:
             out = b"".join(self._out)
             self._out.clear()
         return out
+
+
+def _reopen(conn: h2.connection.H2Connection) -> bool:
+    """Undo h2's reaction to a client's graceful GOAWAY.
+
+    h2 closes its whole connection state machine when it receives a GOAWAY
+    (python-hyper/h2 #1181), so nothing more could be sent, not even the
+    responses to the streams the GOAWAY lets finish (RFC 9113 6.8). The one
+    attribute set back here is h2's own state; if h2 ever moves it, this
+    says False and the connection ends as h2 wants
+    (tests/integration/test_http2_streams.py fails loudly then).
+    """
+    machine = getattr(conn, "state_machine", None)
+    closed = getattr(h2.connection.ConnectionState, "CLOSED", None)
+    if machine is None or closed is None or getattr(machine, "state", None) is not closed:
+        return False
+    machine.state = h2.connection.ConnectionState.SERVER_OPEN
+    return True
 
 
 def _check_field(name: bytes, value: bytes) -> None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
 from pounce.core.protocol.events import ConnectionClosed, Data, EndOfMessage, Request, StreamReset
-from pounce.core.protocol.http2 import ErrorCodes, H2Connection
+from pounce.core.protocol.http2 import ErrorCodes, H2Connection, StreamClosed
 from pounce.core.protocol.responses import reason
 from pounce.core.transport.http2_websocket import open_websocket
 
@@ -260,7 +260,10 @@ class H2Protocol(asyncio.BufferedProtocol):
                   more: bool, trailers: bool) -> bool:
         self._check_open(stream)
         conn = self.conn
-        conn.response(stream.stream_id, status, headers, body, more, trailers)
+        try:
+            conn.response(stream.stream_id, status, headers, body, more, trailers)
+        except StreamClosed:
+            self._gone(stream)
         self._queue(conn.data_to_send())
         return more and (self.write_paused or conn.pending(stream.stream_id) > 0)
 
@@ -269,22 +272,34 @@ class H2Protocol(asyncio.BufferedProtocol):
         conn = self.conn
         if not more and stream.trailers_expected:
             more = True  # the trailers end the stream
-        conn.body(stream.stream_id, body, more)
+        try:
+            conn.body(stream.stream_id, body, more)
+        except StreamClosed:
+            self._gone(stream)
         self._queue(conn.data_to_send())
         return more and (self.write_paused or conn.pending(stream.stream_id) > 0)
 
     def send_trailers(self, stream: HttpStream, trailers: list[tuple[bytes, bytes]]) -> None:
         self._check_open(stream)
-        self.conn.trailers(stream.stream_id, trailers)
+        try:
+            self.conn.trailers(stream.stream_id, trailers)
+        except StreamClosed:
+            self._gone(stream)
         self._queue(self.conn.data_to_send())
 
     def send_continue(self, stream: HttpStream) -> None:
-        self.conn.informational(stream.stream_id, 100)
+        try:
+            self.conn.informational(stream.stream_id, 100)
+        except StreamClosed:
+            stream.on_disconnect()
         self._queue(self.conn.data_to_send())
 
     def send_error(self, stream: HttpStream, status: int) -> None:
         if not self.closed:
-            self.conn.response(stream.stream_id, status, _ERROR_TYPE, reason(status) + b"\n", False)
+            try:
+                self.conn.response(stream.stream_id, status, _ERROR_TYPE, reason(status) + b"\n", False)
+            except StreamClosed:
+                stream.on_disconnect()
             self._queue(self.conn.data_to_send())
 
     def body_consumed(self, stream: Any, size: int) -> None:
@@ -327,7 +342,10 @@ class H2Protocol(asyncio.BufferedProtocol):
         conn = self.conn
         stream_id = stream.stream_id
         bodiless = stream.is_head or status in (204, 304)
-        conn.response(stream_id, status, headers, b"", bool(count) and not bodiless)
+        try:
+            conn.response(stream_id, status, headers, b"", bool(count) and not bodiless)
+        except StreamClosed:
+            self._gone(stream)
         self._queue(conn.data_to_send())
         if bodiless or not count:
             return
@@ -342,7 +360,10 @@ class H2Protocol(asyncio.BufferedProtocol):
                 raise ClientDisconnected("the client has disconnected")
             position += len(data)
             left -= len(data)
-            conn.body(stream_id, data, left > 0)
+            try:
+                conn.body(stream_id, data, left > 0)
+            except StreamClosed:
+                self._gone(stream)
             self._queue(conn.data_to_send())
             self.ctx.copied_file_bytes += len(data)
             if left and (self.write_paused or conn.pending(stream_id)):
@@ -384,6 +405,11 @@ class H2Protocol(asyncio.BufferedProtocol):
                 self._arm_idle(self.ctx.keep_alive_timeout)
 
     # -- writing ---------------------------------------------------------------------------------
+
+    def _gone(self, stream: Any) -> None:
+        self._queue(self.conn.data_to_send())
+        stream.on_disconnect()
+        raise ClientDisconnected("the stream is closed")
 
     def _check_open(self, stream: HttpStream) -> None:
         if self.closed or self.conn.closed:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.websocket import CLOSE_TIMEOUT, WebSocketStream
 from pounce.core.protocol.events import LocalProtocolError, Request
-from pounce.core.protocol.http2 import ErrorCodes
+from pounce.core.protocol.http2 import ErrorCodes, StreamClosed
 from pounce.core.protocol.websocket import HandshakeError, parse_h2_handshake
 
 if TYPE_CHECKING:
@@ -146,7 +146,10 @@ class H2WebSocket:
         return self.protocol.write_paused or self.conn.pending(self.stream_id) > 0
 
     def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.conn.response(self.stream_id, 200, headers, b"", True)
+        try:
+            self.conn.response(self.stream_id, 200, headers, b"", True)
+        except StreamClosed:
+            self.protocol.loop.call_soon(self._lost)
         self.protocol._queue(self.conn.data_to_send())
 
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool) -> None:
@@ -157,13 +160,18 @@ class H2WebSocket:
                 self.conn.body(self.stream_id, body, more)
         except LocalProtocolError:
             self.conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+        except StreamClosed:
+            self.protocol.loop.call_soon(self._lost)
         if not more:
             self.local_ended = True
         self.protocol._queue(self.conn.data_to_send())
 
     def write(self, data: bytes) -> None:
         if data and not self.disconnected and not self.local_ended:
-            self.conn.body(self.stream_id, data, True)
+            try:
+                self.conn.body(self.stream_id, data, True)
+            except StreamClosed:
+                self.protocol.loop.call_soon(self._lost)
             self.protocol._queue(self.conn.data_to_send())
 
     def close(self) -> None:
@@ -173,7 +181,10 @@ class H2WebSocket:
             return
         if not self.local_ended:
             self.local_ended = True
-            self.conn.body(self.stream_id, b"", False)
+            try:
+                self.conn.body(self.stream_id, b"", False)
+            except StreamClosed:
+                self.remote_ended = True  # nothing more will come either
             self.protocol._queue(self.conn.data_to_send())
         if self.remote_ended:
             self.protocol.loop.call_soon(self._lost)
