@@ -59,6 +59,7 @@ from pounce.core.protocol.events import (
     Request,
     StreamReset,
 )
+from pounce.core.protocol.http2_hpack import CachingDecoder, CachingEncoder
 from pounce.core.protocol.http2_limits import FloodGuard, H2Settings
 from pounce.core.protocol.http2_request import CONNECTION_SPECIFIC, Malformed, check_trailers, read_request
 from pounce.core.protocol.responses import DefaultHeaders, check_fields
@@ -131,6 +132,9 @@ class H2Connection:
         # (h2 reads these from the settings only when the peer acknowledges a
         # change; these are the first settings, so they apply from the start.)
         conn.max_inbound_frame_size = settings.max_frame_size
+        # Repeated header blocks are coded once (see http2_hpack).
+        conn.encoder = CachingEncoder(conn.encoder)  # type: ignore[assignment]
+        conn.decoder = CachingDecoder(conn.decoder)  # type: ignore[assignment]
         conn.decoder.max_header_list_size = settings.max_header_list_size
         self.guard = FloodGuard(settings, clock)
         self.streams: dict[int, _Stream] = {}
