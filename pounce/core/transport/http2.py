@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
 from pounce.core.protocol.events import ConnectionClosed, Data, EndOfMessage, Request, StreamReset
 from pounce.core.protocol.http2 import ErrorCodes, H2Connection, StreamClosed
 from pounce.core.protocol.responses import reason
+from pounce.core.transport.http2_flow import H2FlowControl
 from pounce.core.transport.http2_websocket import open_websocket
 
 if TYPE_CHECKING:
@@ -52,14 +52,12 @@ logger = logging.getLogger("pounce.worker")
 # Output collected from the streams is written at the end of the loop step,
 # or at once when this much is waiting.
 WRITE_NOW = 65536
-# Bytes of a file (http.response.pathsend) read at once: a default window.
-FILE_CHUNK = 65536
 # Seconds a closing connection has to flush its last frames (a GOAWAY).
 CLOSE_GRACE = 2.0
 _ERROR_TYPE = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
-class H2Protocol(asyncio.BufferedProtocol):
+class H2Protocol(H2FlowControl, asyncio.BufferedProtocol):
     """One client connection speaking HTTP/2."""
 
     def __init__(self, ctx: WorkerContext) -> None:
@@ -306,69 +304,6 @@ class H2Protocol(asyncio.BufferedProtocol):
         self.conn.ack(stream.stream_id, size)
         self._queue(self.conn.data_to_send())
 
-    async def drain(self, stream: Any) -> None:
-        """Wait while the stream's output is held by flow control (its window
-        or the connection's, or a client not reading the socket); give up,
-        resetting the stream, when nothing moves for ``flow_control_timeout``."""
-        stream_id = stream.stream_id
-        conn = self.conn
-        timeout = self.settings.flow_control_timeout
-        while not (self.closed or stream.disconnected) and (self.write_paused or conn.pending(stream_id)):
-            before = conn.pending(stream_id)
-            waiter = self._waiters[stream_id] = self.loop.create_future()
-            timer = self.loop.call_later(timeout, _time_out, waiter) if timeout > 0 else None
-            try:
-                timed_out = await waiter
-            finally:
-                self._waiters.pop(stream_id, None)
-                if timer is not None:
-                    timer.cancel()
-            if timed_out and conn.pending(stream_id) >= before and not self.closed:
-                logger.debug("HTTP/2 stream %d of %s: no flow-control progress in %.1f s, reset",
-                             stream_id, self.client, timeout)
-                conn.reset(stream_id, ErrorCodes.CANCEL)
-                self._queue(conn.data_to_send())
-                self._flush()
-                stream.on_disconnect()
-                return
-
-    async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
-                        file: BinaryIO, offset: int, count: int) -> None:
-        """``http.response.pathsend`` over HTTP/2: the file goes out in DATA
-        frames, read in a thread a window's worth at a time (HTTP/2 framing
-        and TLS leave nothing for the kernel's sendfile), flow-controlled
-        like any body."""
-        self._check_open(stream)
-        conn = self.conn
-        stream_id = stream.stream_id
-        bodiless = stream.is_head or status in (204, 304)
-        try:
-            conn.response(stream_id, status, headers, b"", bool(count) and not bodiless)
-        except StreamClosed:
-            self._gone(stream)
-        self._queue(conn.data_to_send())
-        if bodiless or not count:
-            return
-        fd = file.fileno()
-        position, left = offset, count
-        while left > 0:
-            data = await self.loop.run_in_executor(None, os.pread, fd, min(FILE_CHUNK, left), position)
-            if not data:
-                raise RuntimeError("http.response.pathsend: the file got shorter while being sent")
-            if self.closed or stream.disconnected or stream_id not in conn.streams:
-                stream.on_disconnect()
-                raise ClientDisconnected("the client has disconnected")
-            position += len(data)
-            left -= len(data)
-            try:
-                conn.body(stream_id, data, left > 0)
-            except StreamClosed:
-                self._gone(stream)
-            self._queue(conn.data_to_send())
-            self.ctx.copied_file_bytes += len(data)
-            if left and (self.write_paused or conn.pending(stream_id)):
-                await self.drain(stream)
-
     def abort(self, stream: Any = None) -> None:
         """End a stream abruptly (its response cannot be completed); without a
         stream (a forced stop), end the connection and every app."""
@@ -439,20 +374,6 @@ class H2Protocol(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
-
-    def _wake(self, stream_id: int) -> None:
-        waiter = self._waiters.get(stream_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(False)
-
-    def _wake_writers(self) -> None:
-        """Wake the senders whose output has gone out (or whose stream ended)."""
-        conn = self.conn
-        paused = self.write_paused
-        for stream_id, waiter in list(self._waiters.items()):
-            if not waiter.done() and (self.closed or conn.closed or not paused and not conn.pending(stream_id)
-                                      or stream_id not in conn.streams):
-                waiter.set_result(False)
 
     # -- ending -------------------------------------------------------------------------------
 
@@ -531,11 +452,6 @@ class H2Protocol(asyncio.BufferedProtocol):
         self.conn.goaway(now=True)
         self._queue(self.conn.data_to_send())
         self._end()
-
-
-def _time_out(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(True)
 
 
 def _remote_open(conn: H2Connection, stream_id: int) -> bool:
