@@ -4,7 +4,7 @@ Every connection is accepted by :class:`~pounce.core.transport.http.HttpProtocol
 it hands its transport to an :class:`~pounce.core.transport.http2.H2Protocol`
 (the way it hands over to WebSocket) when
 
-- TLS negotiated ``h2`` by ALPN (:func:`alpn_chose_h2`, at ``connection_made``);
+- TLS negotiated ``h2`` by ALPN (seen at ``connection_made``);
 - the first bytes are the HTTP/2 connection preface, h2c by prior knowledge
   (:class:`PrefaceSniffer`, on cleartext or on TLS without ALPN);
 - a bodiless request asked for ``Upgrade: h2c`` with an ``HTTP2-Settings``
@@ -19,13 +19,11 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pounce.core.protocol.events import Request
-from pounce.core.protocol.http2 import PREFACE
+from pounce.core.protocol.http2 import PREFACE, H2Connection
 from pounce.core.protocol.responses import render_head
 from pounce.core.transport.http2 import H2Protocol
 
 if TYPE_CHECKING:
-    import asyncio
-
     from pounce.core.asgi.scope import ConnectionInfo
     from pounce.core.protocol.http11 import H1Connection
     from pounce.core.transport.context import WorkerContext
@@ -51,16 +49,11 @@ class HttpProtocol(Protocol):
 
     def _cancel_timer(self) -> None: ...
 
-__all__ = ["PrefaceSniffer", "alpn_chose_h2", "hand_over", "upgrade_to_h2c"]
+__all__ = ["PrefaceSniffer", "hand_over", "upgrade_to_h2c"]
 
 logger = logging.getLogger("pounce.worker")
 
 _PREFACE_SIZE = len(PREFACE)
-
-
-def alpn_chose_h2(transport: asyncio.BaseTransport) -> bool:
-    ssl_object = transport.get_extra_info("ssl_object")
-    return ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
 
 
 class PrefaceSniffer:
@@ -120,9 +113,8 @@ def upgrade_to_h2c(protocol: HttpProtocol, request: Request) -> bool:
             settings = value
     if settings is None or request.content_length or request.framing != "content-length":
         return False
-    probe = H2Protocol(protocol.ctx).conn
     try:
-        probe.upgrade(settings, request)
+        H2Connection(protocol.ctx.http2).upgrade(settings, request)  # (a dry run: is the header usable?)
     except ValueError as exc:
         logger.debug("h2c upgrade from %s refused: %s", protocol.client, exc)
         return False
