@@ -68,6 +68,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 "query": scope["query_string"].decode(), "scheme": scope["scheme"],
                 "headers": [[n.decode(), v.decode()] for n, v in scope["headers"]],
                 "body_size": len(body), "extensions": sorted(scope.get("extensions", {})),
+                "client": list(scope["client"] or ()),
             }
             await respond(send, json.dumps(info).encode(), b"application/json")
     finally:

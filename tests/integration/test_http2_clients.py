@@ -67,6 +67,13 @@ def test_httpx_prior_knowledge_gets_the_http2_scope(h2c: ServerThread) -> None:
     assert response.headers["content-length"] == str(len(response.content))
 
 
+def test_proxy_headers_from_a_trusted_peer(h2c: ServerThread) -> None:
+    with h2_client() as client:
+        info = client.get(h2c.url + "/echo", headers={"x-forwarded-for": "203.0.113.7",
+                                                     "x-forwarded-proto": "https"}).json()
+    assert info["client"][0] == "203.0.113.7" and info["scheme"] == "https"
+
+
 def test_request_and_response_bodies_larger_than_the_windows(h2c: ServerThread) -> None:
     body = bytes(range(256)) * 8192  # 2 MiB: thirty-two initial windows
     with h2_client() as client:
