@@ -2,6 +2,7 @@
 # One command for the whole benchmark on a fresh machine:
 #   bash benchmarks/run.sh [bench.py options]     (or: make bench)
 #   bash benchmarks/run.sh --files [files_bench.py options]   (static files, compression)
+#   bash benchmarks/run.sh --h2 [h2_bench.py options]         (HTTP/2 with h2load)
 #   bash benchmarks/run.sh --h3 [h3_bench.py options]         (HTTP/3 against hypercorn)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
 # and uvloop, matplotlib, py-spy), installs wrk with apt-get when it is
@@ -49,7 +50,17 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10240 ]; then
   echo "bench: open-file limit is $(ulimit -n); the 10k idle scenario needs more (use --idle-conns)" >&2
 fi
 
+if [ "${1:-}" = "--h2" ] && ! command -v h2load >/dev/null 2>&1; then
+  echo "bench: installing h2load (nghttp2-client)" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nghttp2-client
+fi
+
 cd "$here"
+if [ "${1:-}" = "--h2" ]; then
+  shift
+  exec "$venv/bin/python" "$here/h2_bench.py" "$@"
+fi
 if [ "${1:-}" = "--files" ]; then
   shift
   exec "$venv/bin/python" "$here/files_bench.py" "$@"

@@ -447,7 +447,7 @@ def test_access_log_and_request_observers(h3: Any, certs: H3Certs, caplog: Any) 
             reply = run(_one(udp_port(server), certs, path="/logged"))
     assert reply.status == 200
     assert seen == [("3", 200, len(reply.body))]
-    assert any('"GET /logged HTTP/3" 200' in r.getMessage() for r in caplog.records)
+    assert any('"GET /logged HTTP/3.0" 200' in r.getMessage() for r in caplog.records)
 
 
 def test_proxy_headers_from_a_trusted_peer(h3: Any, certs: H3Certs) -> None:
