@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pounce.testing import ServerThread
+from pounce.testing import ServerThread, capture_logs, wait_for
 from tests.h3client import H3Certs, h3_connect, run, udp_port
 
 pytest.importorskip("aioquic")
@@ -431,7 +432,7 @@ def test_limits_and_timeouts(h3: Any, certs: H3Certs) -> None:
     assert timed_out.status == 504
 
 
-def test_access_log_and_request_observers(h3: Any, certs: H3Certs, caplog: Any) -> None:
+def test_access_log_and_request_observers(h3: Any, certs: H3Certs) -> None:
     seen: list[tuple[str, int, int]] = []
 
     class Observer:
@@ -442,12 +443,12 @@ def test_access_log_and_request_observers(h3: Any, certs: H3Certs, caplog: Any) 
             return lambda scope, status, sent, duration: seen.append((scope["http_version"], status, sent))
 
     server = ServerThread(echo, plugins=[Observer()], **certs.overrides())
-    with server:
-        with caplog.at_level("INFO", logger="pounce.access"):
-            reply = run(_one(udp_port(server), certs, path="/logged"))
+    with server, capture_logs(logging.INFO, ["pounce.access"]) as records:
+        reply = run(_one(udp_port(server), certs, path="/logged"))
+        wait_for(lambda: seen, 5, what="the request observer")
     assert reply.status == 200
     assert seen == [("3", 200, len(reply.body))]
-    assert any('"GET /logged HTTP/3.0" 200' in r.getMessage() for r in caplog.records)
+    assert any('"GET /logged HTTP/3.0" 200' in r.getMessage() for r in records.records)
 
 
 def test_proxy_headers_from_a_trusted_peer(h3: Any, certs: H3Certs) -> None:
