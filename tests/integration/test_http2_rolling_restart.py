@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pounce.testing import wait_for
 from tests.helpers import APPS
 
 READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
@@ -54,11 +55,18 @@ def test_rolling_restart_under_http2_load_loses_nothing(pounce_process: Any) -> 
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1.0)
+        wait_for(lambda: len(results) >= 30, 15, what="the HTTP/2 load to get going")
         proc.signal(signal.SIGHUP)
-        signalled = time.time()
         wait_output(proc, lambda out: out.count("exited (restart") == 2)
-        time.sleep(1.0)
+        restarted = time.time()
+        # Requests that start once both old workers are gone go to the new
+        # ones (bounded: a few seconds at most).
+        deadline = restarted + 10
+        while time.time() < deadline:
+            with lock:
+                if sum(1 for started, ok, _ in results if ok and started > restarted) >= 20:
+                    break
+            time.sleep(0.05)
     finally:
         stop.set()
         for thread in threads:
@@ -67,5 +75,5 @@ def test_rolling_restart_under_http2_load_loses_nothing(pounce_process: Any) -> 
     assert len(results) > 100
     assert failures == []
     new = {p for _, p in READY.findall(proc.output())} - old
-    late = {pid for started, ok, pid in results if ok and started > signalled + 1.5}
+    late = {pid for started, ok, pid in results if ok and started > restarted}
     assert len(new) == 2 and late and late <= new

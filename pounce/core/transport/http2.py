@@ -38,6 +38,7 @@ from pounce.core.asgi.stream import ClientDisconnected, HttpStream
 from pounce.core.protocol.events import ConnectionClosed, Data, EndOfMessage, Request, StreamReset
 from pounce.core.protocol.http2 import ErrorCodes, H2Connection, StreamClosed
 from pounce.core.protocol.responses import reason
+from pounce.core.transport.connection import Connection, can_half_close
 from pounce.core.transport.http2_flow import H2FlowControl
 from pounce.core.transport.http2_websocket import open_websocket
 
@@ -57,32 +58,23 @@ CLOSE_GRACE = 2.0
 _ERROR_TYPE = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
-class H2Protocol(H2FlowControl, asyncio.BufferedProtocol):
-    """One client connection speaking HTTP/2."""
+class H2Protocol(H2FlowControl, Connection):
+    """One client connection speaking HTTP/2 (the read buffer, the timer and
+    the scope fields come from :class:`~pounce.core.transport.connection.Connection`;
+    the connection arrives through :meth:`take_over`)."""
 
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
-        self.read_buffer = ctx.read_buffer
-        self.loop: asyncio.AbstractEventLoop = ctx.loop  # type: ignore[assignment]
+        super().__init__(ctx)
         self.settings = ctx.http2
         self.conn = H2Connection(ctx.http2, defaults=ctx.default_headers)
-        self.transport: asyncio.Transport | None = None
-        self.info: ConnectionInfo | None = None
         # Streams whose app runs (reset ones included, until the app returns).
         self.streams: dict[int, Any] = {}
-        self.closed = False
-        self.write_paused = False
         self.over_limit = False
         self._out: list[bytes] = []
         self._out_size = 0
         self._flush_scheduled = False
         self._waiters: dict[int, asyncio.Future[None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        return self.info.client if self.info is not None else None
 
     # -- taking the connection over ----------------------------------------------------
 
@@ -115,12 +107,6 @@ class H2Protocol(H2FlowControl, asyncio.BufferedProtocol):
         self._flush()
 
     # -- asyncio callbacks -------------------------------------------------------------
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -395,7 +381,7 @@ class H2Protocol(H2FlowControl, asyncio.BufferedProtocol):
         self._cancel_timer()
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            if _can_half_close(transport):
+            if can_half_close(transport):
                 # A lingering close, as for HTTP/1.1: FIN after the GOAWAY,
                 # then what the client still sends is read and dropped, so
                 # unread input does not turn the close into a reset that
@@ -439,11 +425,6 @@ class H2Protocol(H2FlowControl, asyncio.BufferedProtocol):
         if delay > 0:
             self._timer = self.loop.call_later(delay, self._on_idle)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _on_idle(self) -> None:
         """No stream for ``timeout_keep_alive``: GOAWAY and close."""
         self._timer = None
@@ -457,10 +438,3 @@ class H2Protocol(H2FlowControl, asyncio.BufferedProtocol):
 def _remote_open(conn: H2Connection, stream_id: int) -> bool:
     stream = conn.streams.get(stream_id)
     return stream is not None and not stream.remote_ended
-
-
-def _can_half_close(transport: asyncio.BaseTransport) -> bool:
-    try:
-        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
-    except (NotImplementedError, AttributeError):  # TLS and wrapping transports
-        return False

@@ -43,10 +43,6 @@ class H2FlowControl:
     write_paused: bool
     _waiters: dict[int, asyncio.Future[Any]]
 
-    @property
-    def client(self) -> tuple[str, int] | None:
-        raise NotImplementedError
-
     def _queue(self, data: bytes) -> None:
         raise NotImplementedError
 
