@@ -2,6 +2,7 @@
 # Run pounce's tests on Debian unstable's CPython (python3.14, python3.15).
 #
 #   scripts/sid-pythons.sh 3.14 [PYTEST ARGS...]   the suite on python3.14
+#   scripts/sid-pythons.sh 3.14 --exec CMD...      any command there, in /src
 #   scripts/sid-pythons.sh --prepare               only build/refresh the root
 #
 # pyenv has no 3.14 or 3.15 here and nothing may be downloaded from
@@ -129,7 +130,7 @@ done
 in_root() {
   local keep=() var
   for var in $(compgen -e); do
-    case $var in PIP_*|SSL_CERT_*|REQUESTS_CA_BUNDLE|CI|TERM|COLUMNS|DEBIAN_FRONTEND) keep+=("$var=${!var}") ;; esac
+    case $var in PIP_*|SSL_CERT_*|REQUESTS_CA_BUNDLE|CI|TERM|COLUMNS|DEBIAN_FRONTEND|PYTHONDONTWRITEBYTECODE|PYTHONUNBUFFERED) keep+=("$var=${!var}") ;; esac
   done
   env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     "${keep[@]}" chroot "$root" "$@"
@@ -173,6 +174,12 @@ if [ ! -e "$root$venv/.complete" ]; then
     rel=${contrib#"$repo/"}; cmds+="; $pip -e /src/${rel%/pyproject.toml}"
   done
   in_root sh -c "set -e; $cmds; touch $venv/.complete" || die "installing pounce into python$want failed"
+fi
+
+if [ "${1:-}" = --exec ]; then  # any command, in /src, with the venv first on PATH
+  shift
+  in_root sh -c 'cd /src && PATH="$0/bin:$PATH" VIRTUAL_ENV="$0" exec "$@"' "$venv" "$@"
+  exit
 fi
 
 say "python$want: pytest $*"
