@@ -1,11 +1,15 @@
 """Supervisor as users run it: ``pounce --workers N`` in a subprocess, signals
-with os.kill, a load generator in another process counting client errors."""
+with os.kill, a load generator in another process counting client errors.
+
+The tests that hold for every worker that imports the app itself run in
+process mode and, on Python 3.14+, in interpreter mode (``MODES``)."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,10 @@ from pounce.testing import ServerProcess, run_pounce
 TESTS = Path(__file__).resolve().parent
 PYTHONPATH = os.pathsep.join([str(TESTS), str(APPS)])
 
-READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
+READY = re.compile(r"worker (\d+) \((pid|interpreter) (\d+)\) ready")
+
+needs_interpreters = pytest.mark.skipif(sys.version_info < (3, 14), reason="interpreter workers need Python 3.14+")
+MODES = ["process", pytest.param("interpreter", marks=needs_interpreters)]
 
 
 def start(pounce_process: Any, *args: str) -> ServerProcess:
@@ -27,9 +34,19 @@ def start(pounce_process: Any, *args: str) -> ServerProcess:
                           env={"PYTHONPATH": PYTHONPATH})
 
 
-def ready_pids(proc: ServerProcess) -> dict[int, int]:
-    """worker id -> pid of every worker that became ready so far."""
-    return {int(w): int(p) for w, p in READY.findall(proc.output())}
+def ready_workers(proc: ServerProcess) -> dict[int, str]:
+    """worker id -> where it runs (as the app's ``where()`` says it: a pid, or
+    ``PID/ID`` for an interpreter) of every worker that became ready so far."""
+    assert proc.proc is not None
+    return {int(w): p if kind == "pid" else f"{proc.proc.pid}/{p}"
+            for w, kind, p in READY.findall(proc.output())}
+
+
+def ready_at(output: str, worker_id: int) -> int:
+    """Where in ``output`` worker ``worker_id`` said it was ready."""
+    match = re.search(rf"worker {worker_id} \([^)]*\) ready", output)
+    assert match, output
+    return match.start()
 
 
 def wait_output(proc: ServerProcess, predicate: Any, timeout: float = 20.0, what: str = "output") -> None:
@@ -55,8 +72,9 @@ def test_workers_zero_or_negative_is_a_config_error() -> None:
     assert re.search(r'workers = "?auto"?', result.stdout)
 
 
-def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_workers_serve_and_sigterm_exits_0(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
     load = Load(proc.url, seconds=2.0, concurrency=4, path="/?sleep=0.3")
     try:
@@ -67,8 +85,9 @@ def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
         results = load.finish()
     finally:
         load.kill()
-    pids = set(ready_pids(proc).values())
-    assert len(pids) == 2 and proc.proc is not None and proc.proc.pid not in pids
+    workers = set(ready_workers(proc).values())
+    assert len(workers) == 2 and proc.proc is not None and str(proc.proc.pid) not in workers
+    assert load.pids() == workers
     # Every request the server had accepted before the signal was answered.
     # (A request sent in the last 100 ms may still sit in the kernel's queue
     # when the workers stop accepting: those are not counted as accepted.)
@@ -82,10 +101,11 @@ def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
     assert "draining (shutdown)" in output and output.count("exited (shutdown, exit code 0)") == 2
 
 
-def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_sighup_rolling_restart_drops_nothing(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
-    old = set(ready_pids(proc).values())
+    old = set(ready_workers(proc).values())
     load = Load(proc.url, seconds=4.0, concurrency=4)
     try:
         time.sleep(1.0)
@@ -97,23 +117,22 @@ def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
         load.kill()
     assert len(results) > 50
     assert load.errors() == []
-    new = set(ready_pids(proc).values()) - old
+    new = set(ready_workers(proc).values()) - old
     assert len(new) == 2
     late = load.pids(after=signalled + 2.0)
-    assert late and late <= {str(p) for p in new}
+    assert late and late <= new
     output = proc.output()
     assert "rolling restart of 2 workers" in output
     # Replacement first: a new worker was ready before the first old one drained.
-    assert output.index("worker 3 (pid") < output.index("draining (restart)")
+    assert output.index("worker 3 (") < output.index("draining (restart)")
     first_drain = output.index("draining (restart)")
-    assert min(output.index(f"worker {w} (pid {p}) ready") for w, p in ready_pids(proc).items()
-               if p in new) < first_drain
+    assert min(ready_at(output, w) for w, p in ready_workers(proc).items() if p in new) < first_drain
 
 
 def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
-    victim = ready_pids(proc)[1]
+    victim = int(ready_workers(proc)[1])
     load = Load(proc.url, seconds=4.0, concurrency=4, path="/?sleep=0.05")
     try:
         time.sleep(1.0)
@@ -133,8 +152,38 @@ def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: An
     assert proc.proc is not None and proc.proc.poll() is None
 
 
-def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process",
+@pytest.mark.parametrize("mode", [*MODES, "thread"])
+def test_a_crashing_worker_is_contained_and_replaced(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
+    wait_output(proc, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
+    load = Load(proc.url, seconds=3.0, concurrency=4, path="/?sleep=0.05")
+    try:
+        time.sleep(0.5)
+        from test_supervisor_apps import _one
+
+        host, port = proc.url.split("//")[1].rsplit(":", 1)
+        crashed = time.time()
+        _one(host, int(port), "/die")  # stops the event loop of whichever worker takes it
+        wait_output(proc, lambda out: " died (exit code 1: " in out, what="the worker to die")
+        wait_output(proc, lambda out: re.search(r"worker 3 \([^)]*\) ready", out) is not None,
+                    what="a replacement")
+        load.finish()
+    finally:
+        load.kill()
+    output = proc.output()
+    assert "Event loop stopped before Future completed" in output  # the worker's error, named
+    # Only the requests in flight inside the dead worker may fail.
+    errors = load.errors()
+    assert len(errors) <= load.concurrency, errors
+    assert all(abs(e["end"] - crashed) < 1.0 for e in errors), errors
+    assert load.pids(after=crashed + 1.0), "nothing answered after the crash"
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode,
                  "--limit-max-requests", "60", "--limit-max-requests-jitter", "10")
     wait_ready(proc, 2)
     load = Load(proc.url, seconds=5.0, concurrency=4, path="/?sleep=0.01")
@@ -150,8 +199,9 @@ def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) ->
     assert len(load.pids()) >= 3
 
 
-def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
     proc.signal(signal.SIGTTIN)
     wait_ready(proc, 3)
@@ -165,10 +215,11 @@ def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> Non
     assert proc.output().count("exited (shutdown, exit code 0)") == 2
 
 
-def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_workers_crashing_at_start_stop_the_server_with_exit_1(tmp_path: Path, mode: str) -> None:
     proc = ServerProcess(
         ["test_supervisor_apps:crash_in_workers", "--factory", "--port", "0", "--workers", "2",
-         "--worker-mode", "process"],
+         "--worker-mode", mode],
         cwd=tmp_path, wait_for_banner=False,
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
@@ -185,8 +236,9 @@ def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: A
     assert "starting a replacement in" in output  # with backoff
 
 
-def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process", "--worker-timeout", "1")
+@pytest.mark.parametrize("mode", MODES)
+def test_heartbeat_timeout_replaces_a_stuck_worker(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode, "--worker-timeout", "1")
     wait_ready(proc, 2)
     import threading
 
@@ -199,12 +251,18 @@ def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: An
     wait_ready(proc, 3)
     ok, body = _one(host, int(port), "/")
     assert ok, body
-    assert "timed out (killed by SIGKILL)" in proc.output()
+    if mode == "process":
+        assert "timed out (killed by SIGKILL)" in proc.output()
+    else:  # an interpreter cannot be killed: it is abandoned, and the server still exits
+        assert "abandoning it (interpreters cannot be killed)" in proc.output()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
 
 
-def test_lifespan_failure_in_worker_processes_exits_3(pounce_process: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_lifespan_failure_in_workers_exits_3(tmp_path: Path, mode: str) -> None:
     result = run_pounce(["testapps:failing_startup", "--port", "0", "--workers", "2",
-                         "--worker-mode", "process", "--lifespan", "on"],
+                         "--worker-mode", mode, "--lifespan", "on"],
                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
     assert result.returncode == 3, result.stderr
     final = [line for line in result.stderr.splitlines() if line.startswith("pounce: error:")]
@@ -236,8 +294,9 @@ def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None
         load.kill()
 
 
-def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_second_sigterm_forces_exit(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
     import threading
 
@@ -257,10 +316,11 @@ def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
     assert "forcing exit" in proc.output()
 
 
-def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path, mode: str) -> None:
     path = tmp_path / "app.sock"
     proc = pounce_process("test_supervisor_apps:app", "--uds", str(path), "--workers", "2",
-                          "--worker-mode", "process", env={"PYTHONPATH": PYTHONPATH})
+                          "--worker-mode", mode, env={"PYTHONPATH": PYTHONPATH})
     wait_ready(proc, 2)
     proc.signal(signal.SIGHUP)
     wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old workers to exit")
@@ -289,7 +349,7 @@ def listeners(port: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
-@pytest.mark.parametrize("mode", ["process", "thread"])
+@pytest.mark.parametrize("mode", [*MODES, "thread"])
 def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode: str) -> None:
     shared = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_output(shared, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
@@ -327,16 +387,17 @@ def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
     assert "died" not in proc.output()
 
 
-def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path, mode: str) -> None:
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "SUPERVISOR_TEST_MARKER": str(tmp_path / "calls"),
            "SUPERVISOR_TEST_LIMIT": "2", "POUNCE_SUPERVISOR_MAX_RESTARTS": "3",
            "POUNCE_SUPERVISOR_BACKOFF": "0.05"}
     proc = ServerProcess(["test_supervisor_apps:crash_after", "--factory", "--port", "0", "--workers", "2",
-                          "--worker-mode", "process"], cwd=tmp_path, env=env)
+                          "--worker-mode", mode], cwd=tmp_path, env=env)
     try:
         proc.start()
         wait_ready(proc, 2)
-        old = set(ready_pids(proc).values())
+        old = set(ready_workers(proc).values())
         proc.signal(signal.SIGHUP)
         wait_output(proc, lambda out: "rolling restart abandoned" in out, what="the restart to be abandoned")
         load = Load(proc.url, seconds=1.0, concurrency=2, path="/")
@@ -345,7 +406,7 @@ def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) 
         finally:
             load.kill()
         assert load.results and load.errors() == []
-        assert load.pids() <= {str(p) for p in old}
+        assert load.pids() <= old
         assert "new code cannot start" in proc.output()
         proc.signal(signal.SIGTERM)
         assert proc.wait(20) == 0

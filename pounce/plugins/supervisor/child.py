@@ -22,6 +22,7 @@ from typing import Any
 
 from pounce.core.errors import LifespanError, PounceError
 from pounce.plugins.supervisor.workers import (
+    ABORT,
     BEAT,
     ERROR,
     EXIT_LIFESPAN,
@@ -141,7 +142,26 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
         if worker is not None:
             worker.stop(holder["signals"] > 1)
 
-    loop.add_signal_handler(signal.SIGTERM, on_term)
+    if spec.control_fd is None:
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    else:  # an interpreter worker: STOP drains like SIGTERM, ABORT aborts
+        def on_control() -> None:
+            fd = spec.control_fd
+            assert fd is not None
+            try:
+                commands = os.read(fd, 64)
+            except BlockingIOError:
+                return
+            if not commands:  # the supervisor is gone
+                loop.remove_reader(fd)
+                commands = ABORT
+            for command in commands:
+                if bytes([command]) == ABORT:
+                    holder["signals"] += 1
+                on_term()
+
+        os.set_blocking(spec.control_fd, False)
+        loop.add_reader(spec.control_fd, on_control)
     app = wrap_app(manager, config, app)
     lifespan = Lifespan(app, config.lifespan)
     await lifespan.startup()
@@ -162,7 +182,7 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
 
         def beat() -> None:
             status.send(BEAT)
-            if os.getppid() != spec.parent_pid:
+            if spec.parent_pid and os.getppid() != spec.parent_pid:
                 logger.warning("worker %d: supervisor is gone; stopping", spec.worker_id)
                 worker.stop()
             handle[0] = loop.call_later(spec.heartbeat, beat)
