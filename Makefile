@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONTRIB := $(wildcard plugins-contrib/*/pyproject.toml)
 
-.PHONY: run test setup system-deps lint docs bench clean
+.PHONY: run test setup system-deps lint docs docs-generate docs-serve bench clean
 
 $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,./%,$(wildcard tests/fixtures/*/pyproject.toml))
 	$(if $(CONTRIB),$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,-e ./%,$(CONTRIB)))
 	touch $(STAMP)
@@ -26,17 +26,26 @@ run: setup
 	$(BIN)/pounce --config pounce.toml
 
 test: setup system-deps
-	$(BIN)/ruff check pounce tests benchmarks plugins-contrib
+	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check pounce tests benchmarks plugins-contrib
+	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
 
-docs: setup
-	$(BIN)/python -m pounce.core.reference > docs/config.md
+# The documentation site (mkdocs.yml): the generated pages are rewritten
+# from their sources (option registry, published benchmark run), then the
+# site is built to site/ with every warning an error.
+docs-generate: setup
+	$(BIN)/python scripts/docs_generate.py
+
+docs: docs-generate
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: docs-generate
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: setup
 	bash benchmarks/run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

@@ -19,8 +19,9 @@ Method, and why:
   written against raw bytes so that the client costs far less than the server
   it drives.
 - Every result is written to ``benchmarks/results/`` (JSON, Markdown table,
-  PNG chart); ``--publish`` also puts the table and chart in
-  ``benchmarks/README.md``.
+  PNG chart); ``--publish`` keeps the run as the published one
+  (``docs/assets/bench/``) and renders it, by ``publish.py``, into the
+  performance page and the README: no figure is typed by hand.
 """
 
 from __future__ import annotations
@@ -111,8 +112,6 @@ def server_specs() -> dict[str, ServerSpec]:
 
 
 DEFAULT_SERVERS = ("pounce", "uvicorn-h11", "uvicorn-fast")
-# pounce/uvicorn ratios are given against these two.
-BASELINES = ("uvicorn-h11", "uvicorn-fast")
 
 
 def free_port() -> int:
@@ -668,69 +667,6 @@ def summarise(raw: dict[str, list[dict[str, dict[str, float]]]], scenarios: list
     return med
 
 
-def table_markdown(med: dict[str, dict[str, dict[str, float]]], scenarios: list[Scenario],
-                   servers: list[str], labels: dict[str, str]) -> str:
-    """Medians per server, then pounce ÷ uvicorn for every pounce variant
-    against every uvicorn mode in the run. ⚠ marks a median with errors or
-    failed rounds behind it (see the run's log)."""
-    bases = [b for b in BASELINES if b in servers]
-    mine = [s for s in servers if s.startswith("pounce")]
-    pairs = [(m, b) for m in mine for b in bases]
-    short = {s: s.replace("pounce-", "") for s in mine}
-    head = ["scenario", "metric", *(labels[s] for s in servers)]
-    head += [f"{'pounce' if m == 'pounce' else 'pounce ' + short[m]} / {labels[b]}" for m, b in pairs]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for sc in scenarios:
-        for metric in sc.metrics:
-            arrow = "higher is better" if metric.higher_is_better else "lower is better"
-            row = [sc.title, f"{metric.label} ({metric.unit}, {arrow})"]
-            for s in servers:
-                value = med[s][sc.name].get(metric.key)
-                flagged = med[s][sc.name].get("errors") or med[s][sc.name].get("failed_rounds")
-                row.append(_fmt(value) + (" ⚠" if flagged else ""))
-            for m, b in pairs:
-                ours = med[m][sc.name].get(metric.key)
-                theirs = med[b][sc.name].get(metric.key)
-                row.append(f"{ours / theirs:.2f}x" if ours and theirs else "n/a")
-            lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3f}"
-
-
-def publish(table: str, info: dict[str, Any], chart_png: Path | None, args: argparse.Namespace) -> None:
-    """Replace the results block of benchmarks/README.md with this run."""
-    readme = BENCH_DIR / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start not in text or end not in text:
-        print("README.md has no bench markers; not published", file=sys.stderr)
-        return
-    image = ""
-    if chart_png is not None and chart_png.exists():
-        shutil.copyfile(chart_png, BENCH_DIR / "chart.png")
-        image = "\n![benchmark chart](chart.png)\n"
-    block = (
-        f"{start}\nLast run: {info['date']} on {info['nproc']} x {info['cpu']}, Python {info['python']}, "
-        f"Linux {info['kernel']}, pounce {info['pounce_commit']}, {info['wrk']}. "
-        f"{args.rounds} alternating rounds of {args.duration:g} s (after {args.warmup:g} s warm-up), "
-        f"medians; load average at start {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}.\n\n"
-        f"{table}\n{image}{end}"
-    )
-    before, rest = text.split(start, 1)
-    _, after = rest.split(end, 1)
-    readme.write_text(before + block + after)
-    print(f"published to {readme}")
-
-
 def bench_main(args: argparse.Namespace) -> int:
     raise_nofile()
     if shutil.which("wrk") is None:
@@ -764,12 +700,14 @@ def bench_main(args: argparse.Namespace) -> int:
             raw[name].append(measure(specs[name], scenarios, args, log_dir))
     med = summarise(raw, scenarios, servers)
     labels = {name: specs[name].label for name in servers}
-    table = table_markdown(med, scenarios, servers, labels)
-    print()
-    print(table)
     result = {"info": info, "args": vars(args), "servers": labels, "raw": raw, "medians": med,
               "scenarios": {sc.name: {"title": sc.title, "metrics": [m.__dict__ for m in sc.metrics]}
                             for sc in scenarios}}
+    from publish import full_table, publish  # benchmarks/publish.py, next to this file
+
+    table = full_table(result)
+    print()
+    print(table)
     json_path = out_dir / f"bench-{stamp}.json"
     json_path.write_text(json.dumps(result, indent=2))
     (out_dir / f"bench-{stamp}.md").write_text(table + "\n")
@@ -786,7 +724,7 @@ def bench_main(args: argparse.Namespace) -> int:
             shutil.copyfile(src, out_dir / f"latest.{suffix}")
     print(f"\nresults: {json_path}" + (f", chart: {chart_png}" if chart_png else ""))
     if args.publish:
-        publish(table, info, chart_png, args)
+        publish(result, chart_png)
     return 0
 
 
@@ -929,7 +867,7 @@ def parser_main(args: argparse.Namespace) -> int:
 
     import h11
 
-    from pounce.core.h1fast import parse_request_head
+    from pounce.core.protocol.h1fast import parse_request_head
 
     def per_call(fn: Any, number: int) -> float:
         # CPU time, not wall time: on a shared machine, others' load would
@@ -952,7 +890,7 @@ def parser_main(args: argparse.Namespace) -> int:
         fast_us = per_call(lambda data=data: parse_request_head(data), 100000)
         print(f"{name:<26} {h11_us:>9.2f} {fast_us:>12.2f} {h11_us / fast_us:>8.1f}x")
 
-    from pounce.core.h1fast import render_response_head
+    from pounce.core.protocol.responses import render_response_head
 
     request = PARSER_CASES["wrk hello"]
     headers = [(b"server", b"pounce"), (b"date", b"Wed, 25 Nov 2026 21:00:00 GMT"),
@@ -1015,7 +953,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--idle-conns", type=int, default=0, help="override the idle scenario's 10,000")
     parser.add_argument("--publish", action="store_true",
-                        help="write the table and chart into benchmarks/README.md")
+                        help="keep this run as the published one: docs/performance.md and the README's table")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of hello world instead")
     parser.add_argument("--cprofile", action="store_true",
                         help="cProfile of hello world: calls and time per request")

@@ -34,7 +34,8 @@ with atheris.instrument_imports(include=["pounce", "wsproto", "h11"]):
     from wsproto.extensions import PerMessageDeflate
     from wsproto.frame_protocol import FrameProtocol, ParseFailed
 
-    import pounce.core.websocket  # noqa: F401
+    import pounce.core.asgi.websocket  # noqa: F401
+    import pounce.core.transport.websocket  # noqa: F401
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 

@@ -27,8 +27,8 @@ import logging
 from typing import Any
 
 from pounce.core.config import ServerConfig
-from pounce.core.http11 import HttpProtocol
-from pounce.core.worker import WorkerContext
+from pounce.core.transport.http import HttpProtocol
+from pounce.core.transport.worker import WorkerContext
 
 
 class Finding(AssertionError):
@@ -163,7 +163,9 @@ class Driver:
         self.executions = 0
 
     async def _make_ctx(self) -> WorkerContext:
-        return WorkerContext(self.config, fuzz_app)
+        ctx = WorkerContext(self.config, fuzz_app)
+        ctx.loop = asyncio.get_running_loop()  # what Worker.start sets
+        return ctx
 
     def drive(self, data: bytes, chunk: int = 0) -> bytes:
         """Feed ``data`` to one fresh connection; return what the server wrote."""

@@ -9,6 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from pounce.core.asgi.stream import ClientDisconnected  # noqa: E402
 from pounce.core.config import ServerConfig  # noqa: E402
 from pounce.core.errors import (  # noqa: E402
     AppLoadError,
@@ -30,7 +31,7 @@ def run(app: Any, config: ServerConfig | str | None = None, **overrides: Any) ->
     ``config`` is a :class:`ServerConfig` or a TOML path; ``overrides`` use
     ``[server]`` key names (``port=``) or ``<section>_<key>`` (``tls_certfile=``).
     """
-    from pounce.core.appload import as_asgi3, load_app
+    from pounce.core.asgi.appload import as_asgi3, load_app
 
     if isinstance(app, str):
         overrides.setdefault("app", app)
@@ -48,6 +49,7 @@ def run(app: Any, config: ServerConfig | str | None = None, **overrides: Any) ->
 __all__ = [
     "AppLoadError",
     "BindError",
+    "ClientDisconnected",
     "ConfigError",
     "LifecycleCollector",
     "LifespanError",

@@ -47,6 +47,8 @@ class ServerThread:
     ) -> None:
         overrides.setdefault("port", 0)
         overrides.setdefault("host", "127.0.0.1")
+        self.app = app
+        self.overrides = dict(overrides)
         self.collector = LifecycleCollector()
         plugins = tuple(plugins)
         self.config = ServerConfig.load(config_path, env={}, discover=False, plugins=plugins, **overrides)

@@ -99,7 +99,6 @@ def test_connection_hook_costs_nothing_when_unused() -> None:
     hands asyncio the core's own factory object, untouched."""
     from pounce import hookimpl
     from pounce.core.plugins import build_plugin_manager
-    from pounce.core.worker import wrap_protocol
 
     manager = build_plugin_manager()
     config = object()
@@ -107,7 +106,7 @@ def test_connection_hook_costs_nothing_when_unused() -> None:
     def core_factory() -> None:
         return None
 
-    assert wrap_protocol(manager, config, core_factory) is core_factory  # type: ignore[arg-type]
+    assert manager.wrap_protocol(config, core_factory) is core_factory
 
     class Wrapper:
         @hookimpl
@@ -115,7 +114,7 @@ def test_connection_hook_costs_nothing_when_unused() -> None:
             return lambda: ("wrapped", factory)
 
     manager.register(Wrapper(), "wrapper")
-    wrapped = wrap_protocol(manager, config, core_factory)  # type: ignore[arg-type]
+    wrapped = manager.wrap_protocol(config, core_factory)
     assert wrapped is not core_factory and wrapped() == ("wrapped", core_factory)
 
 

@@ -1,4 +1,4 @@
-"""Differential tests: pounce.core.h1fast against h11, the reference parser.
+"""Differential tests: pounce.core.protocol.h1fast against h11, the reference parser.
 
 The contract under test: whenever ``parse_request_head`` returns a head, h11
 accepts the same bytes and produces the same method, target, version,
@@ -16,7 +16,7 @@ from h11._connection import _body_framing, _keep_alive  # h11's own decisions, c
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pounce.core.h1fast import CHUNKED, CONTENT_LENGTH, RequestHead, parse_request_head
+from pounce.core.protocol.h1fast import CHUNKED, CONTENT_LENGTH, RequestHead, parse_request_head
 
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -35,6 +35,16 @@ def h11_parse(data: bytes) -> tuple[h11.Request, h11.Connection] | None:
     return event, conn
 
 
+def keep_alive(event: h11.Request) -> bool:
+    """h11's keep-alive rule, plus HTTP/1.0 keep-alive, which pounce honours
+    and h11 does not (a 1.0 request with ``Connection: keep-alive`` and no
+    ``close`` keeps the connection)."""
+    if event.http_version == b"1.0":
+        tokens = [t.strip() for n, v in event.headers if n == b"connection" for t in v.lower().split(b",")]
+        return b"keep-alive" in tokens and b"close" not in tokens
+    return _keep_alive(event)
+
+
 def assert_same(data: bytes) -> RequestHead | None:
     """The differential check itself, run on every generated input."""
     fast = parse_request_head(data)
@@ -51,7 +61,7 @@ def assert_same(data: bytes) -> RequestHead | None:
     assert fast.framing == framing
     if framing == CONTENT_LENGTH:
         assert (fast.content_length,) == args
-    assert fast.keep_alive == _keep_alive(event)
+    assert fast.keep_alive == keep_alive(event)
     # h11 leaves everything after the head in its buffer.
     assert fast.consumed == len(data) - len(conn.trailing_data[0])
     return fast
@@ -229,7 +239,9 @@ def test_parsed_values() -> None:
     chunked = parse_request_head(b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert chunked is not None and chunked.framing == CHUNKED
     http10 = parse_request_head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-    assert http10 is not None and http10.keep_alive is False  # h11 never keeps 1.0 alive
+    assert http10 is not None and http10.keep_alive is True  # 1.0 keep-alive, which h11 lacks
+    plain10 = parse_request_head(b"GET / HTTP/1.0\r\n\r\n")
+    assert plain10 is not None and plain10.keep_alive is False
 
 
 # -- request smuggling and other hostile shapes: never accepted by the fast path --------
@@ -315,7 +327,8 @@ def test_every_prefix_of_a_request(data: bytes) -> None:
 
 # -- the response side: render_response_head against h11's Connection.send ------------
 
-from pounce.core.h1fast import HTTP10, LAST_CHUNK, chunk, render_response_head  # noqa: E402
+from pounce.core.protocol.events import HTTP10  # noqa: E402
+from pounce.core.protocol.responses import LAST_CHUNK, chunk, render_response_head  # noqa: E402
 
 response_names = st.one_of(
     st.sampled_from([b"content-type", b"Content-Type", b"content-length", b"Content-Length",

@@ -1,18 +1,19 @@
 """The HTTP/1.1 fast path (h1fast) and the h11 path, mixed and compared.
 
-Requests that :mod:`pounce.core.h1fast` accepts skip h11 (see
-``HttpProtocol._try_fast``); everything else goes through h11. These tests
-hold the server to two promises:
+Request heads that :mod:`pounce.core.protocol.h1fast` accepts (with a
+Content-Length body or none) skip h11; everything else goes through h11
+(:mod:`pounce.core.protocol.http11`). These tests hold the server to two
+promises:
 
 - both paths mix on one connection: pipelined fast-path and h11-path
   requests are answered in order, whatever way the bytes are split;
 - the fast path changes nothing a client can see: the same request bytes
-  get the same response bytes (Date aside) with the fast path on and off
-  (``http11.FAST_PATH``, read per connection), for generated well-formed
-  requests, framing and keep-alive variants, and hostile input.
+  get the same response bytes (Date aside) from a server with the fast path
+  on and its twin with ``[http] fast_path = false``, for generated
+  well-formed requests, framing and keep-alive variants, and hostile input.
 
-A counting wrapper around ``HttpProtocol._fast_done`` shows the fast path
-really was taken where it should be.
+A counting wrapper around the protocol layer's h1fast parser shows the fast
+path really was taken where it should be.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawio import read_until_closed
 
-from pounce.core import h1fast, http11
+from pounce.core.protocol import http11 as protocol_http11
+from pounce.core.protocol import responses
+from pounce.core.protocol.events import CONTENT_LENGTH
+from pounce.core.transport.http import DRAIN_LIMIT
 from pounce.testing import ServerThread
 from testapps import read_body
 
@@ -81,17 +85,19 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class FastCounter:
-    """Counts requests answered on the fast path (wraps ``_fast_done``)."""
+    """Counts request heads read by h1fast and framed without h11."""
 
     def __init__(self) -> None:
         self.accepted = 0
-        self.original = http11.HttpProtocol._fast_done
+        self.original = protocol_http11.parse_request_head
 
     def wrapper(self) -> Any:
-        def fast_done(protocol: http11.HttpProtocol, cycle: http11.RequestCycle) -> None:
-            self.accepted += 1
-            self.original(protocol, cycle)
-        return fast_done
+        def parse(buf: bytes, max_size: int = 16384) -> Any:
+            head = self.original(buf, max_size)
+            if head is not None and head.framing == CONTENT_LENGTH:
+                self.accepted += 1
+            return head
+        return parse
 
 
 @pytest.fixture(scope="module")
@@ -101,33 +107,52 @@ def server() -> Iterator[ServerThread]:
         yield srv
     finally:
         srv.stop()
+        for other in _TWINS.pop(srv, ()):
+            other.stop()
 
 
 @pytest.fixture
 def counter(monkeypatch: pytest.MonkeyPatch) -> FastCounter:
     counter = FastCounter()
-    monkeypatch.setattr(http11.HttpProtocol, "_fast_done", counter.wrapper())
+    monkeypatch.setattr(protocol_http11, "parse_request_head", counter.wrapper())
     return counter
+
+
+# A server's twin with the fast path off, started on first use.
+_TWINS: dict[ServerThread, list[ServerThread]] = {}
+
+
+def twin(srv: ServerThread) -> ServerThread:
+    twins = _TWINS.setdefault(srv, [])
+    if not twins:
+        twins.append(ServerThread(srv.app, **{**srv.overrides, "http_fast_path": False}).start())
+    return twins[0]
+
+
+@pytest.fixture(autouse=True)
+def _stop_twins_of_stopped_servers() -> Iterator[None]:
+    yield  # (after the test's own servers were stopped by their fixtures)
+    for srv in list(_TWINS):
+        if srv.server.state.name == "STOPPED":
+            for other in _TWINS.pop(srv):
+                other.stop()
 
 
 def exchange(srv: ServerThread, pieces: list[bytes], *, fast: bool = True) -> bytes:
     """Send ``pieces`` (a short pause between them) on a new connection and
-    read until the server closes it. ``fast`` sets ``http11.FAST_PATH``,
-    which the connection reads when it is accepted."""
-    http11.FAST_PATH = fast
-    try:
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=READ_TIMEOUT) as sock:
-            for i, piece in enumerate(pieces):
-                if i:
-                    time.sleep(0.01)
-                try:
-                    sock.sendall(piece)
-                except (BrokenPipeError, ConnectionResetError):
-                    break  # closed after a last request: read what came
-            # (Not closed by the deadline: the server still waits for a body.)
-            return read_until_closed(sock, READ_TIMEOUT)[0]
-    finally:
-        http11.FAST_PATH = True
+    read until the server closes it; ``fast=False`` asks ``srv``'s twin with
+    the fast path off."""
+    target = srv if fast else twin(srv)
+    with socket.create_connection(("127.0.0.1", target.port), timeout=READ_TIMEOUT) as sock:
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(0.01)
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # closed after a last request: read what came
+        # (Not closed by the deadline: the server still waits for a body.)
+        return read_until_closed(sock, READ_TIMEOUT)[0]
 
 
 _DATE = re.compile(rb"\r\ndate: [^\r]*", re.IGNORECASE)
@@ -204,14 +229,14 @@ def check_mixed(data: bytes) -> None:
 
 def test_pipelined_fast_and_h11_requests_answered_in_order(server: ServerThread, counter: FastCounter) -> None:
     check_mixed(exchange(server, [b"".join(MIXED)]))
-    # /one went fast; the rest was held behind it, then replayed into h11
-    # (/two needs it), which keeps what it has buffered: the rest goes via h11.
-    assert counter.accepted == 1
+    # Each head goes to h1fast first, whatever came before it on the
+    # connection: an h11 request hands back what followed it.
+    assert counter.accepted == 5  # /one /four /stream /trailers /five
 
 
 def test_mixed_requests_one_by_one(server: ServerThread, counter: FastCounter) -> None:
     check_mixed(exchange(server, MIXED))
-    assert counter.accepted == 4  # /one /four /stream /five
+    assert counter.accepted == 5
 
 
 @given(cuts=st.lists(st.integers(min_value=1, max_value=len(b"".join(MIXED)) - 1), max_size=6, unique=True))
@@ -227,7 +252,7 @@ def test_fast_path_is_taken_and_matches_h11(server: ServerThread, counter: FastC
     fast = exchange(server, [request])
     assert counter.accepted == 2
     slow = exchange(server, [request], fast=False)
-    assert counter.accepted == 2  # FAST_PATH off: no request went fast
+    assert counter.accepted == 2  # the fast path off: no request went fast
     assert normalize(fast) == normalize(slow)
     assert fast.count(b"HTTP/1.1 200 OK\r\n") == 2
 
@@ -243,7 +268,7 @@ def test_unread_body_is_drained_then_next_request_served(server: ServerThread, c
 
 
 def test_unread_body_over_drain_limit_closes(server: ServerThread) -> None:
-    head = req("POST", "/noread", [f"Content-Length: {http11.DRAIN_LIMIT * 4}"])
+    head = req("POST", "/noread", [f"Content-Length: {DRAIN_LIMIT * 4}"])
     data = exchange(server, [head + b"x" * 10, req("GET", "/never")])
     responses = split_responses(data)
     assert [json.loads(b)["path"] for _, _, b in responses] == ["/noread"]
@@ -373,27 +398,27 @@ def test_preamble_renders_as_leading_headers(defaults: list[tuple[bytes, bytes]]
                                              method: bytes, version: bytes, keep_alive: bool) -> None:
     """A preamble from header_preamble() gives exactly the head (and framing)
     of passing those headers first; header_preamble() refuses what it cannot."""
-    preamble = h1fast.header_preamble(defaults)
+    preamble = responses.header_preamble(defaults)
     if preamble is None:
         return
     args = {"reason": b"R", "request_method": method, "request_version": version, "keep_alive": keep_alive}
     try:
-        whole = h1fast.render_response_head(status, defaults + headers, **args)
+        whole = responses.render_response_head(status, defaults + headers, **args)
     except ValueError:
         with pytest.raises(ValueError):
-            h1fast.render_response_head(status, headers, preamble=preamble, **args)
+            responses.render_response_head(status, headers, preamble=preamble, **args)
         return
-    split = h1fast.render_response_head(status, headers, preamble=preamble, **args)
+    split = responses.render_response_head(status, headers, preamble=preamble, **args)
     assert (split.data, split.framing, split.content_length, split.keep_alive) == (
         whole.data, whole.framing, whole.content_length, whole.keep_alive)
 
 
 def test_header_preamble_refuses_framing_headers_and_invalid_ones() -> None:
-    assert h1fast.header_preamble([(b"server", b"pounce"), (b"date", b"D")]) == b"server: pounce\r\ndate: D\r\n"
-    assert h1fast.header_preamble([]) == b""
+    assert responses.header_preamble([(b"server", b"pounce"), (b"date", b"D")]) == b"server: pounce\r\ndate: D\r\n"
+    assert responses.header_preamble([]) == b""
     for bad in [(b"Connection", b"close"), (b"content-length", b"1"), (b"host", b"a"),
                 (b"transfer-encoding", b"chunked"), (b"x", b"a\r\nb"), (b"a b", b"1"), (b"x", b" a")]:
-        assert h1fast.header_preamble([(b"server", b"pounce"), bad]) is None
+        assert responses.header_preamble([(b"server", b"pounce"), bad]) is None
 
 
 def test_default_headers_and_app_overrides_same_on_both_paths(serve: Any) -> None:
@@ -424,15 +449,12 @@ def test_default_headers_and_app_overrides_same_on_both_paths(serve: Any) -> Non
 
 def half_close_exchange(srv: ServerThread, data: bytes, *, fast: bool) -> bytes:
     """Send ``data``, then FIN, and read what comes back until close."""
-    http11.FAST_PATH = fast
-    try:
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=READ_TIMEOUT) as sock:
-            sock.sendall(data)
-            time.sleep(0.05)
-            sock.shutdown(socket.SHUT_WR)
-            return read_until_closed(sock, READ_TIMEOUT)[0]
-    finally:
-        http11.FAST_PATH = True
+    target = srv if fast else twin(srv)
+    with socket.create_connection(("127.0.0.1", target.port), timeout=READ_TIMEOUT) as sock:
+        sock.sendall(data)
+        time.sleep(0.05)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock, READ_TIMEOUT)[0]
 
 
 def test_body_cut_short_by_eof_is_400_on_both_paths(server: ServerThread) -> None:

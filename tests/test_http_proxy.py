@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import testapps
-from pounce.core.proxy import ProxyTrust
+from pounce.core.asgi.proxy import ProxyTrust
 
 
 def scope_of(srv: Any, headers: dict[str, str] | None = None, path: str = "/") -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """pounce behind a real nginx (Debian's package, see scripts/system-deps.sh),
-over a unix socket and over TCP: client address, scheme, SSE streaming and
-keep-alive. The nginx configuration is the recipe in README "Behind nginx"."""
+over a unix socket and over TCP: client address, scheme, SSE streaming,
+WebSocket and keep-alive. nginx runs deploy/nginx/pounce.conf, the file
+docs/deployment/nginx.md shows, with only its addresses and certificate paths
+replaced."""
 
 from __future__ import annotations
 
@@ -21,17 +23,11 @@ import httpx
 import pytest
 from conftest import ROOT, need_command
 
-RECIPE = """
-    proxy_http_version 1.1;
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header Upgrade $http_upgrade;
-    proxy_set_header Connection $connection_upgrade;
-    proxy_buffering off;
-"""
+RECIPE = ROOT / "deploy" / "nginx" / "pounce.conf"
 
-CONFIG = """
+# The recipe goes inside this http {} block; the rest only keeps nginx's
+# files in the test's folder.
+MAIN = """
 {user}
 worker_processes 1;
 daemon off;
@@ -45,45 +41,31 @@ http {{
   fastcgi_temp_path {prefix}/fastcgi;
   uwsgi_temp_path {prefix}/uwsgi;
   scgi_temp_path {prefix}/scgi;
-
-  map $http_upgrade $connection_upgrade {{
-    default upgrade;
-    ''      '';
-  }}
-  upstream pounce_unix {{
-    server unix:{sock};
-    keepalive 8;
-  }}
-  upstream pounce_tcp {{
-    server 127.0.0.1:{port};
-    keepalive 8;
-  }}
-  upstream pounce_plain {{
-    server 127.0.0.1:{plain_port};
-    keepalive 8;
-  }}
-  server {{
-    listen 127.0.0.1:{http_port};
-    listen 127.0.0.1:{https_port} ssl;
-    ssl_certificate {prefix}/cert.pem;
-    ssl_certificate_key {prefix}/key.pem;
-    location /unix/ {{
-      proxy_pass http://pounce_unix;
-      {recipe}
-    }}
-    location /tcp/ {{
-      proxy_pass http://pounce_tcp;
-      {recipe}
-    }}
-    location /ka/ {{
-      # The recipe again, to a pounce that trusts no proxy: the app sees
-      # nginx's own upstream connection, which keep-alive must reuse.
-      proxy_pass http://pounce_plain;
-      {recipe}
-    }}
-  }}
+  include {recipe};
 }}
 """
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    """Each replacement must find its line exactly once: when the recipe
+    changes, this test says which line it no longer finds."""
+    assert text.count(old) == 1, f"{RECIPE.name}: expected one {old!r}"
+    return text.replace(old, new)
+
+
+def recipe_for(upstream: str, *, http_port: int, https_port: int, prefix: Path) -> str:
+    """deploy/nginx/pounce.conf with only its addresses and certificate paths
+    replaced; ``upstream`` is ``unix:PATH`` or ``HOST:PORT``."""
+    text = RECIPE.read_text()
+    if upstream.startswith("unix:"):
+        text = replace_once(text, "server unix:/run/pounce/pounce.sock;", f"server {upstream};")
+    else:
+        text = replace_once(text, "server unix:/run/pounce/pounce.sock;", "# (unix socket not used here)")
+        text = replace_once(text, "# server 127.0.0.1:8000;", f"server {upstream};")
+    text = replace_once(text, "listen 80;", f"listen 127.0.0.1:{http_port};")
+    text = replace_once(text, "listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
+    text = replace_once(text, "/etc/ssl/certs/example.com.pem", f"{prefix}/cert.pem")
+    return replace_once(text, "/etc/ssl/private/example.com.key", f"{prefix}/key.pem")
 
 
 class App:
@@ -136,10 +118,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Nginx:
+    """One nginx running the recipe towards one pounce upstream."""
+
+    def __init__(self, binary: str, prefix: Path, upstream: str) -> None:
+        prefix.mkdir(parents=True, exist_ok=True)
+        self.http_port, self.https_port = free_port(), free_port()
+        recipe = prefix / "pounce.conf"
+        recipe.write_text(recipe_for(upstream, http_port=self.http_port, https_port=self.https_port,
+                                     prefix=prefix.parent))
+        main = prefix / "nginx.conf"
+        main.write_text(MAIN.format(user="user root;" if os.geteuid() == 0 else "", prefix=prefix,
+                                    recipe=recipe))
+        self.error_log = prefix / "error.log"
+        self.proc = subprocess.Popen(
+            [binary, "-p", str(prefix), "-c", str(main), "-e", str(self.error_log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.http = f"http://127.0.0.1:{self.http_port}"
+        self.https = f"https://127.0.0.1:{self.https_port}"
+
+    def wait_listening(self) -> None:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = self.error_log.read_text() if self.error_log.exists() else ""
+                    pytest.fail(f"nginx did not start ({self.proc.poll()}): {log}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
 @pytest.fixture
 def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Three nginx instances, each running the recipe: to a pounce on a unix
+    socket, to one over TCP, and to one over TCP that trusts no proxy (so the
+    app sees nginx's own upstream connection, which keep-alive must reuse)."""
     ensure_nginx()
-    nginx = need_command("nginx")
+    binary = need_command("nginx")
     import trustme
 
     app = App()
@@ -156,38 +182,17 @@ def stack(serve: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     ca_path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))
 
-    http_port, https_port = free_port(), free_port()
-    config = CONFIG.format(
-        user="user root;" if os.geteuid() == 0 else "",
-        prefix=tmp_path, sock=sock_path, port=tcp.port, plain_port=plain.port,
-        http_port=http_port, https_port=https_port,
-        recipe=RECIPE,
-    )
-    (tmp_path / "nginx.conf").write_text(config)
-    proc = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    upstreams = {"unix": f"unix:{sock_path}", "tcp": f"127.0.0.1:{tcp.port}", "ka": f"127.0.0.1:{plain.port}"}
+    running: dict[str, Nginx] = {}
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", http_port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
-                    pytest.fail(f"nginx did not start ({proc.poll()}): {log}")
-                time.sleep(0.05)
-        yield {"app": app, "http": f"http://127.0.0.1:{http_port}", "https": f"https://127.0.0.1:{https_port}",
-               "port": http_port, "ca": str(ca_path), "pounce_tcp": tcp}
+        for route, upstream in upstreams.items():
+            running[route] = Nginx(binary, tmp_path / f"nginx-{route}", upstream)
+        for nginx in running.values():
+            nginx.wait_listening()
+        yield {"app": app, "nginx": running, "ca": str(ca_path), "pounce_tcp": tcp}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        for nginx in running.values():
+            nginx.stop()
 
 
 def raw_get(port: int, path: str) -> tuple[dict[str, Any], int]:
@@ -208,7 +213,7 @@ def raw_get(port: int, path: str) -> tuple[dict[str, Any], int]:
 
 @pytest.mark.parametrize("route", ["unix", "tcp"])
 def test_client_address_and_host(stack: dict[str, Any], route: str) -> None:
-    facts, _ = raw_get(stack["port"], f"/{route}/whoami")
+    facts, _ = raw_get(stack["nginx"][route].http_port, f"/{route}/whoami")
     # Over a unix socket pounce sees no peer address at all, over TCP it
     # sees nginx's ephemeral port: the 127.0.0.1 with port 0 can only have
     # come from X-Forwarded-For.
@@ -219,9 +224,10 @@ def test_client_address_and_host(stack: dict[str, Any], route: str) -> None:
 
 @pytest.mark.parametrize("route", ["unix", "tcp"])
 def test_scheme(stack: dict[str, Any], route: str) -> None:
-    assert httpx.get(f"{stack['http']}/{route}/x").json()["scheme"] == "http"
+    nginx = stack["nginx"][route]
+    assert httpx.get(f"{nginx.http}/{route}/x").json()["scheme"] == "http"
     context = ssl.create_default_context(cafile=stack["ca"])
-    facts = httpx.get(f"{stack['https']}/{route}/x", verify=context).json()
+    facts = httpx.get(f"{nginx.https}/{route}/x", verify=context).json()
     assert facts["scheme"] == "https"
 
 
@@ -229,7 +235,8 @@ def test_scheme(stack: dict[str, Any], route: str) -> None:
 def test_sse_streams_through_nginx(stack: dict[str, Any], route: str) -> None:
     app: App = stack["app"]
     app.release.clear()
-    with httpx.Client() as client, client.stream("GET", f"{stack['http']}/{route}/sse") as response:
+    url = f"{stack['nginx'][route].http}/{route}/sse"
+    with httpx.Client() as client, client.stream("GET", url) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
         started = time.monotonic()
@@ -243,20 +250,21 @@ def test_sse_streams_through_nginx(stack: dict[str, Any], route: str) -> None:
 def test_keep_alive_to_upstream(stack: dict[str, Any]) -> None:
     """Five separate client connections to nginx travel over one kept-alive
     nginx→pounce connection (the same upstream source port each time)."""
-    ports = {raw_get(stack["port"], "/ka/x")[0]["client"][1] for _ in range(5)}
+    ports = {raw_get(stack["nginx"]["ka"].http_port, "/ka/x")[0]["client"][1] for _ in range(5)}
     assert len(ports) == 1 and next(iter(ports)) > 0
 
 
-def test_client_keep_alive_through_nginx(stack: dict[str, Any]) -> None:
-    with httpx.Client(base_url=stack["http"]) as client:
-        results = [client.get(f"/{route}/k").json() for route in ("unix", "tcp", "unix", "tcp")]
-    assert [r["path"] for r in results] == ["/unix/k", "/tcp/k", "/unix/k", "/tcp/k"]
+@pytest.mark.parametrize("route", ["unix", "tcp"])
+def test_client_keep_alive_through_nginx(stack: dict[str, Any], route: str) -> None:
+    with httpx.Client(base_url=stack["nginx"][route].http) as client:
+        results = [client.get(f"/{route}/k{i}").json() for i in range(4)]
+    assert [r["path"] for r in results] == [f"/{route}/k{i}" for i in range(4)]
 
 
 @pytest.mark.parametrize("route", ["unix", "tcp"])
 def test_websocket_through_nginx(stack: dict[str, Any], route: str) -> None:
     from websockets.sync.client import connect
 
-    with connect(f"ws://127.0.0.1:{stack['port']}/{route}/ws", open_timeout=10) as ws:
+    with connect(f"ws://127.0.0.1:{stack['nginx'][route].http_port}/{route}/ws", open_timeout=10) as ws:
         ws.send("hello")
         assert ws.recv(timeout=10) == "ws:hello"

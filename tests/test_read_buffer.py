@@ -17,9 +17,9 @@ import pytest
 import trustme
 from websockets.asyncio.client import connect
 
-from pounce.core.http11 import HttpProtocol
-from pounce.core.websocket import WebSocketProtocol
-from pounce.core.worker import READ_BUFFER_SIZE
+from pounce.core.transport.http import HttpProtocol
+from pounce.core.transport.websocket import WebSocketProtocol
+from pounce.core.transport.worker import READ_BUFFER_SIZE
 
 CLIENTS = 12
 BODY = 3 * READ_BUFFER_SIZE // 2 + 17  # more than one full read per body

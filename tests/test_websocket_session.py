@@ -8,13 +8,22 @@ import h11
 import pytest
 from wsclient import KEY, close_frame, frame
 
-from pounce.core.wssession import (
+from pounce.core.protocol.websocket import (
+    Handshake,
     HandshakeError,
     WebSocketSession,
-    accept_response,
+    negotiate,
     negotiate_deflate,
     parse_handshake,
+    switching_protocols,
 )
+
+
+def accept_response(hs: Handshake, *, subprotocol: str | None, app_headers: list[tuple[bytes, bytes]],
+                    default_headers: list[tuple[bytes, bytes]], deflate: bool) -> tuple[bytes, list[object]]:
+    """The HTTP/1.1 101 accepting ``hs``, as the transport renders it."""
+    headers, extensions = negotiate(hs, subprotocol=subprotocol, app_headers=app_headers, deflate=deflate)
+    return switching_protocols(hs, headers, default_headers), extensions  # type: ignore[return-value]
 
 
 def request(**headers: str) -> h11.Request:

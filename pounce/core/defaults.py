@@ -11,10 +11,11 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from pounce.core.boot import run_loop, serve_worker
 from pounce.core.hookspecs import hookimpl
 from pounce.core.lifecycle import ServingStarted
-from pounce.core.sockets import bind_from_config
-from pounce.core.worker import Worker, WorkerContext, collect_observers, wrap_app
+from pounce.core.options import OptionValueError
+from pounce.core.transport.sockets import bind_from_config
 
 if TYPE_CHECKING:
     import socket
@@ -27,16 +28,12 @@ logger = logging.getLogger("pounce.server")
 
 
 def _check_header(value: str) -> None:
-    from pounce.core.options import OptionValueError
-
     name, sep, _ = value.partition(":")
     if not sep or not name.strip() or any(c in value for c in "\r\n\0"):
         raise OptionValueError('"NAME:VALUE" header strings')
 
 
 def _check_octal(value: str) -> None:
-    from pounce.core.options import OptionValueError
-
     try:
         mode = int(value, 8)
     except ValueError:
@@ -114,6 +111,10 @@ def pounce_add_options(options: OptionRegistry) -> None:
         "Seconds a request may take from its complete head to its complete response: 504 if no "
         "response has started by then, else the connection is closed; the app is cancelled. 0: no limit.",
         cli="--timeout-request", min=0)
+    add("http", "fast_path", "bool", True,
+        "Parse common request heads with pounce's h1fast parser; false sends every request "
+        "through h11 (for comparison and debugging; responses are the same bytes either way).",
+        cli="--h1fast")
     add("http", "implementation", "str", "auto",
         "HTTP/1.1 parser: pounce always uses h11 (with its own fast path); httptools is "
         "accepted as a uvicorn spelling and means the same.",
@@ -141,7 +142,7 @@ def pounce_add_options(options: OptionRegistry) -> None:
 
 def _check_worker_mode(value: str) -> None:
     # concurrent.interpreters (PEP 734) is new in 3.14; the choice is listed
-    # on every version so that --help and docs/config.md read the same.
+    # on every version so that --help and the generated reference read the same.
     if value == "interpreter" and sys.version_info < (3, 14):
         from pounce.core.options import OptionValueError
 
@@ -191,45 +192,17 @@ def pounce_serve(server: Server, sockets: list[socket.socket]) -> bool:
     return True
 
 
-def run_loop(main: Any, loop_name: str = "auto") -> Any:
-    """Run a coroutine on a new event loop of the configured kind."""
-    if loop_name in ("auto", "uvloop"):
-        try:
-            import uvloop  # type: ignore[import-not-found]
-        except ImportError:
-            if loop_name == "uvloop":
-                from pounce.core.errors import ConfigError
-
-                raise ConfigError("[server] loop: expected uvloop to be installed, found it missing") from None
-        else:
-            return uvloop.run(main)
-    return asyncio.run(main)
-
-
 async def serve_single(server: Server, sockets: list[socket.socket]) -> None:
     config = server.config
-    loop = asyncio.get_running_loop()
-    server.install_signal_handlers(loop)
-    app = wrap_app(server.plugins, config, server.app)
-    lifespan = await server.lifespan_startup(app)
-    ctx = WorkerContext(
-        config, app,
-        observers=collect_observers(server.plugins, config),
-        tls=server.tls_context,
-        state=lifespan.state,
-    )
-    worker = Worker(ctx, sockets, manager=server.plugins)
-    if config.max_requests:
-        def retire() -> None:
-            logger.info("served %d requests (max_requests): stopping", config.max_requests)
-            server.shutdown("api")
+    server.install_signal_handlers(asyncio.get_running_loop())
 
-        ctx.on_request_limit = retire
-    try:
-        await worker.start()
+    def retire() -> None:
+        logger.info("served %d requests (max_requests): stopping", config.max_requests)
+        server.shutdown("api")
+
+    def ready(worker: Any) -> None:
         server.add_waker(worker.stop_threadsafe)
         server.emit(ServingStarted(workers=1))
-        await worker.wait_stopped()
-        await worker.drain(config.timeout_graceful_shutdown)
-    finally:
-        await server.lifespan_shutdown(lifespan)
+
+    await serve_worker(server.plugins, config, server.app, sockets, tls=server.tls_context,
+                       lifespan=server.lifespan_runner(), on_request_limit=retire, on_ready=ready)

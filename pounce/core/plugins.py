@@ -110,6 +110,45 @@ class PounceManager(pluggy.PluginManager):
             return []
         return sorted(caller.name for caller in self.get_hookcallers(plugin) or [])
 
+    # -- per-worker collection: once per worker, never per request ---------------
+
+    def request_observers(self, config: Any) -> tuple[Any, ...]:
+        """The plugins' per-request callables (``pounce_request_observer``)."""
+        results = self.call("pounce_request_observer", config=config) or []
+        return tuple(r for r in results if callable(r))
+
+    def wrap_app(self, config: Any, app: Any) -> Any:
+        """The app behind every ``pounce_wrap_app`` wrapper."""
+        return self._chain("pounce_wrap_app", config, "app", app)
+
+    def wrap_protocol(self, config: Any, factory: Any) -> Any:
+        """The protocol factory behind every ``pounce_wrap_protocol`` wrapper.
+
+        With no wrapper the core's own factory comes back unchanged, so the
+        connection-level extension point costs nothing per connection.
+        """
+        return self._chain("pounce_wrap_protocol", config, "factory", factory)
+
+    def _chain(self, hook: str, config: Any, key: str, value: Any) -> Any:
+        """Let each implementation of a wrapping hook wrap the previous result.
+
+        pluggy lists implementations trylast first, so a ``tryfirst`` wrapper is
+        applied last and ends up outermost: it sees each request (or connection)
+        first, like the first middleware in a stack.
+        """
+        for impl in getattr(self.hook, hook).get_hookimpls():
+            args = {"config": config, key: value}
+            try:
+                wrapped = impl.function(**{a: args[a] for a in impl.argnames})
+            except Exception as exc:
+                raise culprit_error(self, exc, hook) from exc
+            if wrapped is not None:
+                if not callable(wrapped):
+                    problem = TypeError(f"expected a callable, found {wrapped!r}")
+                    raise PluginError(self.get_name(impl.plugin) or "?", hook, problem)
+                value = wrapped
+        return value
+
     def section_owner(self, section: str) -> str | None:
         """Which installed-but-inactive plugin declares ``section``, if any."""
         for info in self.discovered.values():
@@ -184,7 +223,8 @@ def build_plugin_manager(
 ) -> PounceManager:
     """A manager with the core, the active built-ins, the enabled third-party
     plugins and ``extra`` programmatic plugins registered, in that order."""
-    from pounce.core import defaults
+    # The core's own plugin, loaded by name like every built-in.
+    defaults = importlib.import_module("pounce.core.defaults")
 
     enable_set = set(enable)
     disable_set = set(disable)

@@ -21,23 +21,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pounce import __version__
+from pounce.core.boot import WorkerLifespan
 from pounce.core.config import ServerConfig
 from pounce.core.errors import AppLoadError, PluginError, PounceError
 from pounce.core.lifecycle import (
     ConfigLoaded,
     LifecycleCollector,
     LifecycleEvent,
-    LifespanStarted,
-    LifespanStopped,
     ServerStopped,
     ShutdownStarted,
     SocketsBound,
     State,
     WorkerModeDetected,
 )
-from pounce.core.lifespan import Lifespan
 from pounce.core.plugins import PounceManager, build_plugin_manager, culprit_error
-from pounce.core.sockets import close_sockets, describe
+from pounce.core.transport.sockets import close_sockets, describe
 
 logger = logging.getLogger("pounce.server")
 
@@ -89,7 +87,7 @@ class Server:
         Server was given none, so that a process that only supervises
         (process workers, the reload watcher) never imports it."""
         if self._app is None:
-            from pounce.core.appload import load_app
+            from pounce.core.asgi.appload import load_app
 
             if not self.app_path:
                 raise AppLoadError('no app: give an ASGI callable or "module:attribute"')
@@ -219,23 +217,19 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, on_signal, signum)
 
-    async def lifespan_startup(self, app: Any) -> Lifespan:
+    def lifespan_runner(self) -> WorkerLifespan:
+        """A lifespan for the app that reports to this server (lifecycle
+        events, ``state``, ``lifespan_state``); run by the worker that owns it."""
+        return _ServerLifespan(self)
+
+    async def lifespan_startup(self, app: Any) -> WorkerLifespan:
         """Run the app's lifespan startup (LIFESPAN step) on the running loop."""
-        self.state = State.LIFESPAN
-        lifespan = Lifespan(app, self.config.lifespan)
-        await lifespan.startup()
-        self.lifespan_state = lifespan.state
-        self.emit(LifespanStarted(enabled=lifespan.enabled))
-        self.plugins.call("pounce_lifespan_startup", config=self.config, state=lifespan.state)
-        self.state = State.SERVE
+        lifespan = self.lifespan_runner()
+        await lifespan.startup(app)
         return lifespan
 
-    async def lifespan_shutdown(self, lifespan: Lifespan) -> None:
-        try:
-            self.plugins.call("pounce_lifespan_shutdown", config=self.config, state=lifespan.state)
-        finally:
-            await lifespan.shutdown()
-            self.emit(LifespanStopped(enabled=lifespan.enabled))
+    async def lifespan_shutdown(self, lifespan: WorkerLifespan) -> None:
+        await lifespan.shutdown()
 
     def addresses(self) -> list[str]:
         scheme = "https" if self.tls_context is not None else "http"
@@ -306,3 +300,20 @@ def ensure_log_output() -> None:
         pounce_logger.addHandler(handler)
         if pounce_logger.level == logging.NOTSET:
             pounce_logger.setLevel(logging.INFO)
+
+
+class _ServerLifespan(WorkerLifespan):
+    """The lifespan of the app a Server serves itself (one worker, or thread
+    workers sharing it): it moves the server through LIFESPAN and SERVE."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server.plugins, server.config, emit=server.emit)
+        self.server = server
+
+    async def startup(self, app: Any) -> dict[str, Any]:
+        server = self.server
+        server.state = State.LIFESPAN
+        state = await super().startup(app)
+        server.lifespan_state = state
+        server.state = State.SERVE
+        return state

@@ -206,7 +206,7 @@ def pounce_serve(server: Server, sockets: list[socket.socket]) -> bool | None:
     if not isinstance(server.app_path, str) or ":" not in server.app_path:
         raise ConfigError('[reload] enabled: expected the app as an import string "module:attr" '
                           "(a child process must import it afresh), found an app object")
-    from pounce.core.defaults import run_loop
+    from pounce.core.boot import run_loop
 
     run_loop(Reloader(server, sockets).serve(), "asyncio")
     return True
@@ -582,7 +582,7 @@ def pounce_bind(config: ServerConfig) -> list[socket.socket] | None:
     socket goes through the core's ``fd`` option)."""
     if len(_inherited_fds) < 2:
         return None
-    from pounce.core.sockets import from_fd
+    from pounce.core.transport.sockets import from_fd
 
     return [from_fd(fd, config.backlog) for fd in _inherited_fds]
 
@@ -645,7 +645,7 @@ def child_main() -> None:
 
 
 def _run_child(overrides: dict[str, Any], status: _StatusPipe, holder: dict[str, Any]) -> int:
-    from pounce.core.appload import load_app
+    from pounce.core.asgi.appload import load_app
     from pounce.core.config import load_config
     from pounce.core.errors import PounceError
     from pounce.core.plugins import build_plugin_manager

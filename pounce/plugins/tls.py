@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pounce import hookimpl
 from pounce.core.errors import ConfigError
-from pounce.core.tlsinfo import register_server_cert
+from pounce.core.transport.tls import register_server_cert
 
 if TYPE_CHECKING:
     from pounce.core.config import ServerConfig

@@ -46,7 +46,7 @@ from pounce.plugins.supervisor.workers import (
 )
 
 if TYPE_CHECKING:
-    from pounce.core.lifespan import Lifespan
+    from pounce.core.boot import WorkerLifespan as Lifespan
     from pounce.core.server import Server
 
 logger = logging.getLogger("pounce.supervisor")
@@ -145,9 +145,7 @@ class Supervisor:
             if self.mode == "thread":
                 # Threads share one app object: its lifespan runs once, here,
                 # and every worker sees the same state dict.
-                from pounce.core.worker import wrap_app
-
-                app = wrap_app(self.server.plugins, self.config, self.server.app)
+                app = self.server.plugins.wrap_app(self.config, self.server.app)
                 lifespan = await self.server.lifespan_startup(app)
             logger.info("starting %d %s workers", self.target, self.mode)
             while True:

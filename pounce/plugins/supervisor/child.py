@@ -92,8 +92,8 @@ def _load_plugins(spec: ChildSpec) -> list[object]:
 
 
 def _run(spec: ChildSpec, status: StatusPipe) -> None:
-    from pounce.core.appload import load_app
-    from pounce.core.defaults import run_loop
+    from pounce.core.asgi.appload import load_app
+    from pounce.core.boot import run_loop
     from pounce.core.plugins import build_plugin_manager, culprit_error
     from pounce.core.server import ensure_log_output
 
@@ -129,8 +129,7 @@ def _run(spec: ChildSpec, status: StatusPipe) -> None:
 
 async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
                  sockets: list[socket.socket], status: StatusPipe) -> None:
-    from pounce.core.lifespan import Lifespan
-    from pounce.core.worker import Worker, WorkerContext, collect_observers, wrap_app
+    from pounce.core.boot import WorkerLifespan, serve_worker
 
     loop = asyncio.get_running_loop()
     holder: dict[str, Any] = {"worker": None, "signals": 0}
@@ -141,6 +140,18 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
         worker = holder["worker"]
         if worker is not None:
             worker.stop(holder["signals"] > 1)
+
+    def ready(worker: Any) -> None:
+        holder["worker"] = worker
+        if holder["signals"]:
+            worker.stop(holder["signals"] > 1)
+        status.send(READY)
+
+    def beat(worker: Any) -> None:
+        status.send(BEAT)
+        if spec.parent_pid and os.getppid() != spec.parent_pid:
+            logger.warning("worker %d: supervisor is gone; stopping", spec.worker_id)
+            worker.stop()
 
     if spec.control_fd is None:
         loop.add_signal_handler(signal.SIGTERM, on_term)
@@ -162,39 +173,8 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
 
         os.set_blocking(spec.control_fd, False)
         loop.add_reader(spec.control_fd, on_control)
-    app = wrap_app(manager, config, app)
-    lifespan = Lifespan(app, config.lifespan)
-    await lifespan.startup()
-    manager.call("pounce_lifespan_startup", config=config, state=lifespan.state)
-    try:
-        ctx = WorkerContext(
-            config, app, observers=collect_observers(manager, config), tls=tls,
-            worker_id=spec.worker_id, state=lifespan.state,
-        )
-        ctx.max_requests = spec.max_requests
-        ctx.on_request_limit = lambda: status.send(RETIRE)
-        worker = Worker(ctx, sockets, manager=manager)
-        holder["worker"] = worker
-        await worker.start()
-        if holder["signals"]:
-            worker.stop(holder["signals"] > 1)
-        status.send(READY)
-
-        def beat() -> None:
-            status.send(BEAT)
-            if spec.parent_pid and os.getppid() != spec.parent_pid:
-                logger.warning("worker %d: supervisor is gone; stopping", spec.worker_id)
-                worker.stop()
-            handle[0] = loop.call_later(spec.heartbeat, beat)
-
-        handle = [loop.call_later(spec.heartbeat, beat)]
-        try:
-            await worker.wait_stopped()
-            await worker.drain(config.timeout_graceful_shutdown)
-        finally:
-            handle[0].cancel()
-    finally:
-        try:
-            manager.call("pounce_lifespan_shutdown", config=config, state=lifespan.state)
-        finally:
-            await lifespan.shutdown()
+    await serve_worker(
+        manager, config, app, sockets, tls=tls, worker_id=spec.worker_id,
+        lifespan=WorkerLifespan(manager, config), max_requests=spec.max_requests,
+        on_request_limit=lambda: status.send(RETIRE), on_ready=ready, heartbeat=(spec.heartbeat, beat),
+    )

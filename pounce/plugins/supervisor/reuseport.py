@@ -19,7 +19,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from pounce.core.sockets import bind_tcp
+from pounce.core.transport.sockets import bind_tcp
 
 
 def wanted(config: Any) -> bool:

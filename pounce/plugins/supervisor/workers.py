@@ -161,7 +161,7 @@ class ThreadWorker(WorkerHandle):
         self.stop(force=True)
 
     def _main(self) -> None:
-        from pounce.core.defaults import run_loop
+        from pounce.core.boot import run_loop
 
         try:
             run_loop(self._serve(), self.server.config.loop)
@@ -173,53 +173,39 @@ class ThreadWorker(WorkerHandle):
             self.exitcode = 0
 
     async def _serve(self) -> None:
-        from pounce.core.worker import Worker, WorkerContext, collect_observers, wrap_app
+        from pounce.core.boot import serve_worker
+        from pounce.plugins.supervisor.reuseport import is_listening, worker_listeners
 
         server = self.server
         config = server.config
-        loop = asyncio.get_running_loop()
         # Each thread gets its own descriptors for the listening sockets:
         # asyncio closes the socket it serves on when that server closes,
         # which must not close the socket under the other workers.
-        from pounce.plugins.supervisor.reuseport import is_listening, worker_listeners
-
         if all(is_listening(sock) for sock in server.sockets):
             sockets = [sock.dup() for sock in server.sockets]
         else:  # reuse_port: the supervisor only holds the address
             sockets = worker_listeners(server.sockets, config.backlog)
         try:
-            app = wrap_app(server.plugins, config, server.app)
-            ctx = WorkerContext(
-                config, app,
-                observers=collect_observers(server.plugins, config),
-                tls=server.tls_context,
-                worker_id=self.worker_id,
-                state=server.lifespan_state,
+            await serve_worker(
+                server.plugins, config, server.app, sockets, tls=server.tls_context,
+                worker_id=self.worker_id, state=server.lifespan_state,
+                max_requests=self.max_requests, on_request_limit=self._retire,
+                on_ready=self._ready, heartbeat=(self.heartbeat, self._beat),
             )
-            ctx.max_requests = self.max_requests
-            ctx.on_request_limit = self._retire
-            worker = Worker(ctx, sockets, manager=server.plugins)
-            self._worker = worker
-            await worker.start()
-            if self._stop_request is not None:
-                worker.stop(self._stop_request)
-            self.last_beat = time.monotonic()
-            self.ready = True
-            beat = loop.call_later(self.heartbeat, self._beat, loop, worker)
-            try:
-                await worker.wait_stopped()
-                await worker.drain(config.timeout_graceful_shutdown)
-            finally:
-                beat.cancel()
         finally:
             close_quietly(sockets)
 
-    def _beat(self, loop: asyncio.AbstractEventLoop, worker: Any) -> None:
+    def _ready(self, worker: Any) -> None:
+        self._worker = worker
+        if self._stop_request is not None:
+            worker.stop(self._stop_request)
+        self.last_beat = time.monotonic()
+        self.ready = True
+
+    def _beat(self, worker: Any) -> None:
         self.last_beat = time.monotonic()
         if self.abandoned:
             worker.stop(True)
-            return
-        loop.call_later(self.heartbeat, self._beat, loop, worker)
 
     def _retire(self) -> None:
         self.wants_retire = True

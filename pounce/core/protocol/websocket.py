@@ -2,12 +2,12 @@
 session, both driven by wsproto.
 
 Nothing here touches a socket, a loop or a timer. The handshake functions turn
-an h11 request into a verdict (accept material or an HTTP error) and build the
-``101`` response bytes; :class:`WebSocketSession` turns received bytes into
+a request head into a verdict (accept material or an HTTP error) and build the
+headers (and, for HTTP/1.1, the ``101`` bytes) that accept it; :class:`WebSocketSession` turns received bytes into
 ASGI ``websocket.receive`` / ``websocket.disconnect`` messages and ASGI sends
-into bytes. :mod:`pounce.core.websocket` is the asyncio adapter that moves
-those bytes, owns the timers and runs the app; keeping the two apart means the
-protocol rules can be exercised with bytes alone.
+into bytes. :mod:`pounce.core.asgi.websocket` runs the ASGI side and
+:mod:`pounce.core.transport.websocket` moves the bytes; keeping them apart
+means the protocol rules can be exercised with bytes alone.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
+
+from pounce.core.protocol.events import Request
+from pounce.core.protocol.responses import render_head
 
 # RFC 6455 close codes pounce itself sends.
 NORMAL = 1000
@@ -62,7 +64,7 @@ _ASCII_ONLY = frozenset({b"connection", b"sec-websocket-key", b"sec-websocket-ve
                          b"sec-websocket-protocol", b"sec-websocket-extensions"})
 
 
-def parse_handshake(request: h11.Request) -> Handshake:
+def parse_handshake(request: Request) -> Handshake:
     """Validate an ``Upgrade: websocket`` request per RFC 6455 section 4.2.1.
 
     A wrong or missing version gets 426 with ``Sec-WebSocket-Version: 13`` so a
@@ -154,15 +156,15 @@ def check_headers(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def accept_response(
+def negotiate(
     handshake: Handshake,
     *,
     subprotocol: str | None,
     app_headers: list[tuple[bytes, bytes]],
-    default_headers: Iterable[tuple[bytes, bytes]],
     deflate: bool,
-) -> tuple[bytes, list[Extension]]:
-    """The ``101 Switching Protocols`` bytes and the extensions now in force.
+) -> tuple[list[tuple[bytes, bytes]], list[Extension]]:
+    """The headers that accept a handshake (after the upgrade mechanics) and
+    the extensions now in force, for any protocol carrying the WebSocket.
 
     The spec says the subprotocol comes in the ``subprotocol`` key, never as a
     header; an app that puts it in a header anyway gets it honoured (and
@@ -174,26 +176,35 @@ def accept_response(
                 subprotocol = value.decode("latin-1").strip()
     if subprotocol is not None and subprotocol not in handshake.subprotocols:
         raise RuntimeError(f"subprotocol {subprotocol!r} was not offered by the client")
-    app_names = {name for name, _ in app_headers}
-    lines = [b"HTTP/1.1 101 Switching Protocols"]
-    lines += [n + b": " + v for n, v in default_headers if n not in app_names]
-    lines += [
-        b"upgrade: websocket",
-        b"connection: Upgrade",
-        b"sec-websocket-accept: " + generate_accept_token(handshake.key),
-    ]
+    headers: list[tuple[bytes, bytes]] = []
     if subprotocol is not None:
-        lines.append(b"sec-websocket-protocol: " + subprotocol.encode("ascii"))
+        headers.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
     extensions: list[Extension] = []
     if deflate:
         agreed = negotiate_deflate(handshake.extension_offers)
         if agreed is not None:
             extensions.append(agreed[0])
-            lines.append(b"sec-websocket-extensions: " + agreed[1])
-    reserved = (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
-                b"sec-websocket-extensions")
-    lines += [n + b": " + v for n, v in app_headers if n not in reserved]
-    return b"\r\n".join(lines) + b"\r\n\r\n", extensions
+            headers.append((b"sec-websocket-extensions", agreed[1]))
+    headers += [(n, v) for n, v in app_headers if n not in _RESERVED]
+    return headers, extensions
+
+
+_RESERVED = frozenset({b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
+                       b"sec-websocket-extensions"})
+
+
+def switching_protocols(handshake: Handshake, headers: list[tuple[bytes, bytes]],
+                        default_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The HTTP/1.1 ``101 Switching Protocols`` that accepts ``handshake``,
+    with the :func:`negotiate` ``headers``; the default headers go first unless
+    the app set its own of the same name."""
+    names = {name for name, _ in headers}
+    mechanics = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", generate_accept_token(handshake.key)),
+    ]
+    return render_head(101, [(n, v) for n, v in default_headers if n not in names] + mechanics + headers)
 
 
 class WebSocketSession:

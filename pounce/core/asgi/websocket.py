@@ -1,16 +1,18 @@
-"""WebSocket over asyncio: the transport adapter and the ASGI ``websocket``
-cycle, with the protocol rules kept in :mod:`pounce.core.wssession`.
+"""The ASGI ``websocket`` cycle, whatever protocol carries the WebSocket.
 
-:func:`handle_upgrade` is called by the HTTP/1.1 protocol when a request asks
-for ``Upgrade: websocket``. A malformed handshake is answered (400/426) without
-calling the app; a valid one hands the transport over to a new
-:class:`WebSocketProtocol`, which runs the app and moves bytes. This module
-owns what needs a loop: timers (ping, pong deadline, close linger), flow
-control in both directions, and the app task.
+:class:`WebSocketStream` runs the app through the phases of the spec —
+CONNECTING (the handshake waits for ``websocket.accept``, ``websocket.close``
+or a denial response), OPEN (messages both ways), RESPONSE (a denial body
+being sent), DONE — with the frames handled by the sans-I/O
+:class:`~pounce.core.protocol.websocket.WebSocketSession`. The connection
+that owns it (an upgraded HTTP/1.1 connection, or an HTTP/2 stream opened by
+extended CONNECT) moves bytes through the :class:`WebSocketOwner` interface.
+Keep-alive pings and the close linger are timers of the stream, so they
+work the same on every protocol.
 
 Flow control: a peer that does not read pauses the app inside ``send`` (and
-pounce stops reading from that peer too, so its pings cannot pile up pongs); an
-app that does not call ``receive`` fast enough pauses reading once
+the owner stops reading from that peer too, so its pings cannot pile up
+pongs); an app that does not call ``receive`` fast enough stops reading once
 ``INBOX_HIGH_WATER`` bytes or ``INBOX_MAX_MESSAGES`` messages wait for it.
 """
 
@@ -21,35 +23,26 @@ import http
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import h11
-
-# ``send`` after the socket closed raises the same OSError subclass as an HTTP
-# send after a disconnect (ASGI spec 2.4), so an app catches one class.
-from pounce.core.http11 import ClientDisconnected
-from pounce.core.wssession import (
+from pounce.core.asgi.stream import ClientDisconnected
+from pounce.core.protocol.websocket import (
     ABNORMAL,
     INTERNAL_ERROR,
     NORMAL,
-    SERVICE_RESTART,
     Handshake,
-    HandshakeError,
     WebSocketSession,
-    accept_response,
     check_headers,
-    parse_handshake,
+    negotiate,
 )
 
 if TYPE_CHECKING:
-    from pounce.core.http11 import HttpProtocol
-    from pounce.core.worker import WorkerContext
+    from pounce.core.asgi.context import AppContext
 
-__all__ = ["ClientDisconnected", "WebSocketProtocol", "handle_upgrade"]
+__all__ = ["WebSocketOwner", "WebSocketStream"]
 
 logger = logging.getLogger("pounce.websocket")
 
-# Stop reading from the peer while this much received data waits for the app.
 INBOX_HIGH_WATER = 65536
 INBOX_MAX_MESSAGES = 256
 # After we send a close frame, how long to wait for the peer's before hanging up.
@@ -59,134 +52,58 @@ _CONNECTING, _OPEN, _RESPONSE, _DONE = range(4)
 _CONNECT = {"type": "websocket.connect"}
 
 
-class _Settings:
-    """The ``[websocket]`` section, read once per worker."""
+class WebSocketOwner(Protocol):
+    """What the carrying connection does for a WebSocket stream."""
 
-    __slots__ = ("max_message_size", "ping_interval", "ping_timeout", "per_message_deflate", "shutdown_code")
+    write_paused: bool
 
-    def __init__(self, ctx: WorkerContext) -> None:
-        section = ctx.websocket
-        self.max_message_size: int = section.get("max_message_size", 16777216)
-        self.ping_interval: float = section.get("ping_interval", 20.0)
-        self.ping_timeout: float = section.get("ping_timeout", 20.0)
-        self.per_message_deflate: bool = section.get("per_message_deflate", True)
-        # 1012 tells clients "come back shortly", which is what a graceful stop
-        # or restart of a pounce worker means; set ctx.websocket_shutdown_code
-        # to 1001 (going away) for a stop that will not come back.
-        self.shutdown_code: int = getattr(ctx, "websocket_shutdown_code", SERVICE_RESTART)
+    def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Accept the handshake with the negotiated headers (HTTP/1.1: 101)."""
 
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool) -> None:
+        """An HTTP response to the handshake instead (a denial, or pounce's
+        own refusal); the first call has the head, later ones only ``body``."""
 
-def _settings(ctx: WorkerContext) -> _Settings:
-    settings = ctx.__dict__.get("_websocket_settings")
-    if settings is None:
-        settings = ctx.__dict__["_websocket_settings"] = _Settings(ctx)
-    return settings
+    def write(self, data: bytes) -> None:
+        """WebSocket frames to the peer."""
 
+    def close(self) -> None:
+        """Close after what was written (HTTP/1.1: the TCP connection)."""
 
-def _http_response(
-    conn: h11.Connection,
-    ctx: WorkerContext,
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    *,
-    more: bool = False,
-) -> bytes:
-    """An HTTP response to the upgrade request, framed by the request's own h11
-    connection, always ending the connection."""
-    names = {name for name, _ in headers}
-    final = [(n, v) for n, v in ctx.default_headers if n not in names]
-    final += headers
-    if not more and b"content-length" not in names and b"transfer-encoding" not in names:
-        final.append((b"content-length", b"%d" % len(body)))
-    if b"connection" not in names:
-        final.append((b"connection", b"close"))
-    try:
-        reason = http.HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        reason = b""
-    out = conn.send(h11.Response(status_code=status, headers=final, reason=reason)) or b""
-    if body:
-        out += conn.send(h11.Data(data=body)) or b""
-    if not more:
-        out += conn.send(h11.EndOfMessage()) or b""
-    return out
+    def set_reading(self, on: bool) -> None:
+        """Read from the peer or stop (flow control)."""
+
+    async def drain(self) -> None:
+        """Wait until the peer reads again (or is gone)."""
+
+    def done(self) -> None:
+        """The stream is over: the socket closed and the app returned."""
 
 
-def _error_response(protocol: HttpProtocol, status: int, text: str,
-                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = (text + "\n").encode("utf-8")
-    hdrs = [(b"content-type", b"text/plain; charset=utf-8")] + (headers or [])
-    try:
-        protocol.write(_http_response(protocol.conn, protocol.ctx, status, hdrs, body))
-    except h11.LocalProtocolError:
-        pass
-    protocol._close()
+class WebSocketStream:
+    """One WebSocket: the ASGI app's ``receive``/``send``, and the session."""
 
-
-def handle_upgrade(protocol: HttpProtocol, event: h11.Request) -> None:
-    """Take over ``protocol``'s transport for a WebSocket handshake.
-
-    Called from inside the HTTP protocol's event loop right after the request
-    head was parsed: ``conn.trailing_data`` then holds exactly the bytes that
-    followed the head (frames a client sent early).
-    """
-    ctx = protocol.ctx
-    # (limit_concurrency and draining already answered 503 in the HTTP protocol)
-    try:
-        handshake = parse_handshake(event)
-    except HandshakeError as exc:
-        logger.debug("bad WebSocket handshake from %s: %s", protocol.client, exc)
-        _error_response(protocol, exc.status, str(exc), exc.headers)
-        return
-    transport = protocol.transport
-    assert transport is not None
-    scope = protocol.build_scope(event, "websocket")
-    scope["subprotocols"] = handshake.subprotocols
-    scope["extensions"]["websocket.http.response"] = {}
-    early = bytes(protocol.conn.trailing_data[0])
-    ws = WebSocketProtocol(protocol, scope, handshake, early)
-    # Hand the transport over: from here on the HTTP protocol must neither read
-    # nor write (its event loop stops at ``closed``), and it no longer counts
-    # as a connection of its own.
-    transport.set_protocol(ws)
-    protocol.closed = True
-    ctx.connections.discard(protocol)
-    ctx.connections.add(ws)
-    if protocol.read_paused:
-        transport.resume_reading()
-    ws.start()
-
-
-class WebSocketProtocol(asyncio.BufferedProtocol):
-    """One upgraded connection: asyncio callbacks, timers and the app task.
-
-    Reads into the worker's shared buffer, as ``HttpProtocol`` does.
-    """
-
-    def __init__(self, http_protocol: HttpProtocol, scope: dict[str, Any], handshake: Handshake,
-                 early: bytes) -> None:
-        self.ctx = http_protocol.ctx
-        self.read_buffer = self.ctx.read_buffer
-        self.settings = _settings(self.ctx)
-        self.loop = http_protocol.loop
-        self.transport: asyncio.Transport = http_protocol.transport  # type: ignore[assignment]
-        self.h11 = http_protocol.conn
-        self.client = http_protocol.client
+    def __init__(self, owner: WebSocketOwner, ctx: AppContext, scope: dict[str, Any], handshake: Handshake,
+                 early: bytes = b"") -> None:
+        self.owner = owner
+        self.ctx = ctx
+        self.settings = ctx.websocket
+        self.loop: asyncio.AbstractEventLoop = ctx.loop  # type: ignore[assignment]
         self.scope = scope
         self.handshake = handshake
         self.session: WebSocketSession | None = None
         self.phase = _CONNECTING
+        # A client must wait for the handshake's answer before sending frames;
+        # what it sent anyway is kept (bounded) and parsed once the app accepts.
         self.early = bytearray(early)
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_bytes = 0
         self.disconnect: dict[str, Any] | None = None  # set once the socket is over
         self.connect_sent = False
-        self.transport_closed = False
+        self.closed = False  # the owner's transport (or stream) is gone
         self.task: asyncio.Task[None] | None = None
         self.task_done = False
-        self.read_paused = False
-        self.write_paused = False
+        self.reading = True
         self.shutdown_requested = False
         self.started_at = time.perf_counter()
         self.status = 0
@@ -194,7 +111,6 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self.response_status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self._waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -202,36 +118,27 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def start(self) -> None:
         self.task = self.loop.create_task(self._run(self.ctx.app))
+        self.update_reading()
 
-    # -- asyncio callbacks ---------------------------------------------------
+    # -- fed by the owner ---------------------------------------------------------
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.read_buffer[:nbytes].tobytes())
-
-    def data_received(self, data: bytes) -> None:
+    def receive_data(self, data: bytes) -> None:
         session = self.session
         if session is not None:
-            messages = session.receive_data(data)
-            self._after_session(session, messages)
+            self._after_session(session, session.receive_data(data))
         elif self.phase == _CONNECTING:
-            # A client must wait for 101 before sending frames; keep what it
-            # sent anyway (bounded) and parse it once the app accepts.
             self.early += data
-            self._update_reading()
+            self.update_reading()
 
-    def eof_received(self) -> bool | None:
+    def receive_eof(self) -> None:
         session = self.session
         if session is not None:
             self._after_session(session, session.receive_data(None))
         else:
             self._deliver({"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""})
-        return None  # let the transport close itself
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport_closed = True
+    def connection_lost(self) -> None:
+        self.closed = True
         self._cancel_timers()
         if self.disconnect is None:
             session = self.session
@@ -240,29 +147,28 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                     self._deliver(message)
             if self.disconnect is None:
                 self._deliver({"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""})
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         self._forget_if_done()
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        self._update_reading()
+    def shutdown(self) -> None:
+        """Graceful shutdown: close an open socket with the shutdown code (1012
+        by default); a handshake still waiting for the app is closed that way
+        as soon as the app accepts it."""
+        self.shutdown_requested = True
+        if self.phase == _OPEN and self.session is not None and self.session.open:
+            self._local_close(self.settings.shutdown_code)
 
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._update_reading()
+    def abort(self) -> None:
+        """A forced stop: cancel the app; the owner drops the connection."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._cancel_timers()
+        self.closed = True
 
-    # -- session plumbing ------------------------------------------------------
+    # -- session plumbing ---------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        # is_closing(): see HttpProtocol.write (no writes into a transport
-        # that a failed send has already closed).
-        if data and not self.transport_closed and not self.transport.is_closing():
-            self.transport.write(data)
+        if data and not self.closed:
+            self.owner.write(data)
 
     def _after_session(self, session: WebSocketSession, messages: list[dict[str, Any]]) -> None:
         """Write what the session produced, hand messages to the app, hang up
@@ -293,36 +199,33 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if self.inbox_bytes > INBOX_HIGH_WATER or len(self.inbox) > INBOX_MAX_MESSAGES:
-            self._update_reading()
+            self.update_reading()
 
-    def _update_reading(self) -> None:
+    def update_reading(self) -> None:
         """Read only while the app keeps up and the peer keeps reading."""
-        if self.transport_closed:
+        if self.closed:
             return
         pause = (
-            self.write_paused
+            self.owner.write_paused
             or self.inbox_bytes > INBOX_HIGH_WATER
             or len(self.inbox) > INBOX_MAX_MESSAGES
             or len(self.early) > INBOX_HIGH_WATER
         )
-        if pause and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
-        elif not pause and self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
+        if pause == self.reading:
+            self.reading = not pause
+            self.owner.set_reading(not pause)
 
-    # -- timers --------------------------------------------------------------------
+    # -- timers -----------------------------------------------------------------------
 
     def _schedule_ping(self) -> None:
         interval = self.settings.ping_interval
-        if interval > 0 and not self.transport_closed:
+        if interval > 0 and not self.closed:
             self._ping_timer = self.loop.call_later(interval, self._ping)
 
     def _ping(self) -> None:
         self._ping_timer = None
         session = self.session
-        if session is None or not session.open or self.transport_closed:
+        if session is None or not session.open or self.closed:
             return
         self._write(session.ping(b"%d" % session.pongs))
         timeout = self.settings.ping_timeout
@@ -335,21 +238,22 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         """No pong within ``ping_timeout``: the peer is gone or stuck."""
         self._pong_timer = None
         session = self.session
-        if session is None or self.transport_closed:
+        if session is None or self.closed:
             return
-        if self.read_paused or self.write_paused:
+        if not self.reading or self.owner.write_paused:
             # Flow control is holding the pong (unread) or the ping (unsent):
             # that is a busy peer, not a dead one. Look again later.
             self._pong_timer = self.loop.call_later(self.settings.ping_timeout, self._ping_timed_out)
             return
-        logger.debug("WebSocket %s: no pong within %ss, closing", self.client, self.settings.ping_timeout)
+        logger.debug("WebSocket %s: no pong within %ss, closing", self.scope.get("client"),
+                     self.settings.ping_timeout)
         self._write(session.close(INTERNAL_ERROR, "keepalive ping timeout"))
         self._deliver(session.disconnect_message())
         session.reported = True
         self._close_transport()
 
     def _start_close_timer(self) -> None:
-        if self._close_timer is None and not self.transport_closed:
+        if self._close_timer is None and not self.closed:
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_transport)
 
     def _cancel_timers(self) -> None:
@@ -358,12 +262,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 timer.cancel()
         self._ping_timer = self._pong_timer = self._close_timer = None
 
-    # -- closing ---------------------------------------------------------------------
+    # -- closing ------------------------------------------------------------------------
 
     def _close_transport(self) -> None:
         self._cancel_timers()
-        if not self.transport_closed:
-            self.transport.close()  # flushes what is buffered, then closes
+        if not self.closed:
+            self.owner.close()  # flushes what is buffered, then closes
 
     def _local_close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake; the app hears about it when the peer
@@ -378,27 +282,10 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self._start_close_timer()
 
     def _forget_if_done(self) -> None:
-        if self.transport_closed and self.task_done:
-            self.ctx.connections.discard(self)
+        if self.closed and self.task_done:
+            self.owner.done()
 
-    def shutdown(self) -> None:
-        """Graceful shutdown: close open sockets with the shutdown code (1012
-        by default); a handshake still waiting for the app is closed that way
-        as soon as the app accepts it."""
-        self.shutdown_requested = True
-        if self.phase == _OPEN and self.session is not None and self.session.open:
-            self._local_close(self.settings.shutdown_code)
-
-    def abort(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-        self._cancel_timers()
-        if not self.transport_closed:
-            self.transport.abort()
-        self.transport_closed = True
-        self.ctx.connections.discard(self)
-
-    # -- ASGI ----------------------------------------------------------------------------
+    # -- ASGI ---------------------------------------------------------------------------
 
     async def _run(self, app: Any) -> None:
         try:
@@ -444,16 +331,15 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             session = self.session
             if session is not None and session.open:
                 self._local_close(NORMAL)
-            elif not self.transport_closed:
+            elif not self.closed:
                 self._start_close_timer()
 
     def _refuse(self, status: int) -> None:
         """Answer the handshake with a plain HTTP error and hang up."""
         self.phase = _DONE
-        if not self.transport_closed:
+        if not self.closed:
             body = (http.HTTPStatus(status).phrase + "\n").encode("ascii")
-            self._write(_http_response(self.h11, self.ctx, status,
-                                       [(b"content-type", b"text/plain; charset=utf-8")], body))
+            self.owner.respond(status, [(b"content-type", b"text/plain; charset=utf-8")], body, False)
             self._close_transport()
         self._handshake_done(status)
         self._deliver({"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""})
@@ -490,8 +376,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             data = message.get("bytes")
         if data is not None:
             self.inbox_bytes -= len(data)
-            if self.read_paused:
-                self._update_reading()
+            if not self.reading:
+                self.update_reading()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -501,7 +387,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             session = self.session
             assert session is not None
             if kind == "websocket.send":
-                if not session.open or self.transport_closed:
+                if not session.open or self.closed:
                     raise ClientDisconnected("the WebSocket is closed")
                 text = message.get("text")
                 data = message.get("bytes") if text is None else text
@@ -509,12 +395,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                     raise RuntimeError("websocket.send needs exactly one of 'bytes' or 'text'")
                 out = session.send_message(data)
                 self.bytes_sent += len(out)
-                self.transport.write(out)
-                if self.write_paused:
+                self.owner.write(out)
+                if self.owner.write_paused:
                     await self._drain()
                 return
             if kind == "websocket.close":
-                if session.open and not self.transport_closed:
+                if session.open and not self.closed:
                     self._local_close(message.get("code") or NORMAL, _reason(message.get("reason")))
                 return
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an open WebSocket")
@@ -540,7 +426,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             if kind != "websocket.http.response.body":
                 raise RuntimeError(f"expected websocket.http.response.body, got {kind!r}")
             self._denial_body(bytes(message.get("body", b"")), bool(message.get("more_body", False)))
-            if self.write_paused:
+            if self.owner.write_paused:
                 await self._drain()
             return
         # _DONE: refused, denied, or the connection is gone.
@@ -549,54 +435,45 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         raise ClientDisconnected("the WebSocket is closed")
 
     def _accept(self, message: dict[str, Any]) -> None:
-        if self.transport_closed:
+        if self.closed:
             raise ClientDisconnected("the client went away before the handshake completed")
         settings = self.settings
-        data, extensions = accept_response(
+        headers, extensions = negotiate(
             self.handshake,
             subprotocol=message.get("subprotocol"),
             app_headers=check_headers(message.get("headers") or ()),
-            default_headers=self.ctx.default_headers,
             deflate=settings.per_message_deflate,
         )
         session = WebSocketSession(extensions, settings.max_message_size)
         self.session = session
         self.phase = _OPEN
-        self._write(data)
+        self.owner.accept(headers)
         self._handshake_done(101)
         if self.early:
             early = bytes(self.early)
             self.early.clear()
             self._after_session(session, session.receive_data(early))
-        self._update_reading()
+        self.update_reading()
         self._schedule_ping()
         if self.shutdown_requested:
             self._local_close(settings.shutdown_code)
 
     def _denial_body(self, body: bytes, more: bool) -> None:
-        if self.transport_closed:
+        if self.closed:
             raise ClientDisconnected("the client went away before the denial response")
-        headers = self.response_headers
         if self.status == 0:
-            self._write(_http_response(self.h11, self.ctx, self.response_status, headers, body, more=more))
+            self.owner.respond(self.response_status, self.response_headers, body, more)
             self._handshake_done(self.response_status)
         else:
-            out = self.h11.send(h11.Data(data=body)) if body else b""
-            if not more:
-                out = (out or b"") + (self.h11.send(h11.EndOfMessage()) or b"")
-            self._write(out or b"")
+            self.owner.respond(0, [], body, more)
         if not more:
             self.phase = _DONE
             self._close_transport()
             self._deliver({"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""})
 
     async def _drain(self) -> None:
-        while self.write_paused and not self.transport_closed:
-            self._drain_waiter = self.loop.create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
+        while self.owner.write_paused and not self.closed:
+            await self.owner.drain()
 
 
 def _reason(value: Any) -> str:

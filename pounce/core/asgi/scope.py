@@ -1,0 +1,86 @@
+"""ASGI scopes for requests and WebSocket handshakes, whatever the protocol.
+
+What does not change during a connection (client and server addresses,
+scheme, the ``tls`` extension, whether the peer is a trusted proxy) is
+worked out once per connection into a :class:`ConnectionInfo`; a scope per
+request is then one dict built from it and the request head. Proxy headers
+are read only when the peer is trusted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from pounce.core.asgi.context import AppContext
+    from pounce.core.protocol.events import Request
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# http_version as the scope spells it, by the protocol's bytes.
+_HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0", b"2": "2", b"3": "3"}
+_TRAILERS: dict[str, Any] = {}
+
+
+class ConnectionInfo:
+    """The scope fields of one connection."""
+
+    __slots__ = ("client", "server", "scheme", "extensions", "trusted_proxy")
+
+    def __init__(self, ctx: AppContext, client: tuple[str, int] | None, server: tuple[str, int | None] | None,
+                 tls: dict[str, Any] | None = None) -> None:
+        self.client = client
+        self.server = server
+        self.scheme = "https" if tls is not None else "http"
+        # ASGI extensions fixed for the connection (``tls``); copied per request.
+        self.extensions: dict[str, Any] = {"tls": tls} if tls is not None else {}
+        proxy = ctx.proxy
+        self.trusted_proxy = proxy is not None and proxy.trusts(client[0] if client else None)
+
+
+def peer_addresses(peer: Any, sockname: Any) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None]:
+    """``scope["client"]`` and ``scope["server"]`` from socket addresses
+    (a unix socket's server is its path, with no port)."""
+    client = server = None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        client = (str(peer[0]), int(peer[1]))
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        server = (str(sockname[0]), int(sockname[1]))
+    elif isinstance(sockname, str) and sockname:
+        server = (sockname, None)
+    return client, server
+
+
+def build_scope(ctx: AppContext, info: ConnectionInfo, request: Request, kind: str = "http") -> dict[str, Any]:
+    """The scope for a request (``http``) or a handshake (``websocket``)."""
+    raw_path, _, query = request.target.partition(b"?")
+    root = ctx.root_path
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = unquote(path)
+    headers = request.headers
+    scheme = info.scheme
+    if kind != "http":
+        scheme = "wss" if scheme == "https" else "ws"
+    scope: dict[str, Any] = {
+        "type": kind,
+        "asgi": ASGI_VERSION,
+        "http_version": _HTTP_VERSIONS.get(request.http_version, "1.1"),
+        "scheme": scheme,
+        "path": root + path if root else path,
+        "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
+        "query_string": query,
+        "root_path": root,
+        "headers": headers,
+        "client": info.client,
+        "server": info.server,
+        "state": ctx.lifespan_state.copy(),
+        "extensions": dict(info.extensions),
+    }
+    if kind == "http":
+        scope["method"] = request.method.decode("ascii")
+        if request.trailers:
+            scope["extensions"]["http.response.trailers"] = _TRAILERS
+    if info.trusted_proxy:
+        ctx.proxy.apply(scope, headers)  # type: ignore[union-attr]
+    return scope

@@ -1,0 +1,166 @@
+"""A pure-Python fast path for parsing common, well-formed HTTP/1.1 request heads.
+
+Sans-I/O, like h11: bytes in, a parsed head (or ``None``) out. It exists
+because h11's general parser costs more per request than everything else a
+hello-world request does; most real requests are simple (a known method, an
+origin-form target, a handful of ``Name: value`` lines, CRLF everywhere), and
+those can be recognised with a few C-level bytes operations.
+
+The one rule: :func:`parse_request_head` answers only when it is sure. For
+anything unusual it returns ``None`` and the caller hands the bytes to h11,
+which then accepts or rejects them with its own error status. So the fast
+path never *widens* what the server accepts: whatever it accepts, h11 accepts
+and parses identically (method, target, version, headers as h11's
+``event.headers`` iterates them, body framing, keep-alive), and it accepts
+nothing h11 rejects. ``tests/unit/test_h1fast_differential.py`` proves that
+with hypothesis, request-smuggling vectors included. One deliberate
+difference: an HTTP/1.0 request with ``Connection: keep-alive`` keeps the
+connection here (h11 closes every 1.0 connection); the h11 path of
+:mod:`pounce.core.protocol.http11` applies the same rule.
+
+Deliberately handed to h11 (``None``):
+
+- an incomplete head (no ``CRLF CRLF`` yet) or one longer than ``max_size``;
+- a bare LF or bare CR anywhere in the head, obs-fold continuation lines;
+- control bytes or DEL anywhere in the head, whitespace before a colon,
+  any byte outside ``VCHAR`` in the target;
+- methods other than GET HEAD POST PUT DELETE PATCH OPTIONS (so never CONNECT),
+  versions other than HTTP/1.0 and HTTP/1.1, a target that is not origin-form
+  (``*``, absolute-form, authority-form);
+- ``Upgrade`` and ``Expect`` (h11 tracks protocol switches and 100-continue);
+- more than one ``Content-Length`` or ``Transfer-Encoding``, both together, a
+  Content-Length that is not 1 to 18 digits, a Transfer-Encoding other than
+  exactly ``chunked``, any Transfer-Encoding on HTTP/1.0; a missing ``Host``
+  on HTTP/1.1, more than one ``Host``.
+
+So the fast path is a subset of h11 and also of pounce's stricter policy on
+top of h11 (no obs-fold, no CL+TE, no coding on 1.0, origin-form only). What
+stays the caller's: the size limit for bodies (413), and 503 while shutting
+down or over ``limit_concurrency``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RequestHead", "parse_request_head", "CHUNKED", "CONTENT_LENGTH"]
+
+from pounce.core.protocol.events import CHUNKED, CONTENT_LENGTH, Request
+
+# The parsed head is the protocol layer's one request event.
+RequestHead = Request
+
+_METHODS = {
+    m: m for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+}
+_VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
+
+# Bytes a head may contain at all on the fast path: HTAB, CR, LF, SP..~ and
+# obs-text. ``bytes.translate(None, allowed)`` deletes them; anything left
+# over is a byte the fast path does not vouch for.
+_HEAD_OK = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F), *range(0x80, 0x100)])
+_VCHAR = bytes(range(0x21, 0x7F))
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# Raw header name -> lowercase name, for names already checked to be tokens.
+# Bounded so that a client sending endless distinct names cannot grow it.
+_NAME_CACHE: dict[bytes, bytes] = {}
+_NAME_CACHE_MAX = 512
+
+
+def _lower_name(raw: bytes) -> bytes | None:
+    """The lowercase header name, or None when ``raw`` is not a token."""
+    if not raw or raw.translate(None, _TOKEN):
+        return None
+    lowered = raw.lower()
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[raw] = lowered
+    return lowered
+
+
+def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
+    """Parse the request head at the start of ``buf``, or return None.
+
+    None means "not sure": feed the same bytes to h11 instead. It never
+    raises on bad input; rejecting is h11's job.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0 or end + 4 > max_size:
+        return None
+    head = bytes(buf[:end])
+    if head.translate(None, _HEAD_OK):
+        return None
+    crlf = head.count(b"\r\n")
+    if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+        return None  # a bare LF or CR: h11 reads those its own way
+    lines = head.split(b"\r\n")
+
+    # Request line: METHOD SP target SP HTTP/1.x, single spaces.
+    line = lines[0]
+    sp1 = line.find(b" ")
+    method = _METHODS.get(line[:sp1])
+    if method is None:
+        return None
+    sp2 = line.find(b" ", sp1 + 1)
+    if sp2 < 0:
+        return None
+    version = _VERSIONS.get(line[sp2 + 1:])
+    if version is None:
+        return None
+    target = line[sp1 + 1:sp2]
+    if target[:1] != b"/" or target.translate(None, _VCHAR):
+        return None  # not origin-form (``*``, absolute-form, ...), or a byte h11 refuses
+
+    headers: list[tuple[bytes, bytes]] = []
+    append = headers.append
+    cache = _NAME_CACHE
+    content_length = -1
+    chunked = False
+    hosts = 0
+    keep_alive = version == b"1.1"
+    closing = False
+    trailers = False
+    for i in range(1, len(lines)):
+        line = lines[i]
+        colon = line.find(b":")
+        if colon <= 0:
+            return None
+        raw = line[:colon]
+        name = cache.get(raw)
+        if name is None:
+            name = _lower_name(raw)
+            if name is None:
+                return None  # not a token: whitespace before the colon, obs-fold, ...
+        value = line[colon + 1:].strip(b" \t")
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            if content_length >= 0 or not value.isdigit() or len(value) > 18:
+                return None
+            content_length = int(value)
+        elif name == b"transfer-encoding":
+            if chunked or value != b"chunked":
+                return None
+            chunked = True
+        elif name == b"connection":
+            tokens = [t.strip() for t in value.lower().split(b",")]
+            if b"close" in tokens:
+                keep_alive = False
+                closing = True
+            elif not closing and version == b"1.0" and b"keep-alive" in tokens:
+                keep_alive = True  # HTTP/1.0 keep-alive (h11 has none)
+        elif name == b"te":
+            trailers = b"trailers" in value.lower()
+        elif name == b"upgrade" or name == b"expect":
+            return None
+        append((name, value))
+
+    if hosts > 1 or (hosts == 0 and version == b"1.1"):
+        return None
+    if chunked:
+        if content_length >= 0 or version == b"1.0":
+            # CL and TE together, or a transfer coding on HTTP/1.0 (which has
+            # none): smuggling material; the h11 path refuses it.
+            return None
+        return Request(method, target, version, headers, CHUNKED, 0, keep_alive, end + 4,
+                       trailers=trailers)
+    return Request(method, target, version, headers, CONTENT_LENGTH,
+                   content_length if content_length > 0 else 0, keep_alive, end + 4, trailers=trailers)

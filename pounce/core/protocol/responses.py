@@ -1,0 +1,284 @@
+"""Every response head pounce writes, and the status reasons, in one place.
+
+HTTP/1.1 responses to apps (:func:`render_response_head`, byte-identical to
+what h11 would send for the same response: ``tests/unit/test_h1fast_differential.py``
+compares them), the plain error responses pounce sends itself
+(:func:`error_response`), interim responses (:func:`informational`), chunked
+framing and trailers, and the server's default headers rendered once a second
+(:class:`DefaultHeaders`). Sans-I/O: bytes out, nothing else.
+"""
+
+from __future__ import annotations
+
+import http
+
+from pounce.core.protocol.events import CHUNKED, CONTENT_LENGTH, HTTP10
+
+__all__ = [
+    "REASONS", "reason", "ResponseHead", "render_response_head", "header_preamble", "chunk",
+    "LAST_CHUNK", "last_chunk", "error_response", "informational", "render_head", "DefaultHeaders",
+    "check_fields",
+]
+
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
+
+
+def reason(status: int) -> bytes:
+    """The standard reason phrase (empty for a status without one)."""
+    return REASONS.get(status, b"")
+
+
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NAME_CACHE_MAX = 512
+
+_FIELD_BAD = b"\x00\n\x0b\x0c\r"
+_OWS = b" \t"
+_VALID_RESPONSE_NAMES: dict[bytes, bytes] = {}
+
+
+class ResponseHead:
+    """What :func:`render_response_head` decided.
+
+    ``data`` is the status line and headers; ``framing`` is ``"content-length"``
+    (exactly ``content_length`` body bytes may follow: 0 for HEAD, 204 and
+    304), ``"chunked"`` (frame each body piece with :func:`chunk`, end with
+    :data:`LAST_CHUNK`) or ``"http/1.0"`` (raw body, then close); the
+    connection may carry another request afterwards only if ``keep_alive``.
+    """
+
+    __slots__ = ("data", "framing", "content_length", "keep_alive")
+
+    def __init__(self, data: bytes, framing: str, content_length: int, keep_alive: bool) -> None:
+        self.data = data
+        self.framing = framing
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body; nothing for empty data (an empty chunk
+    would end the body)."""
+    if not data:
+        return b""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def render_response_head(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    reason: bytes,
+    request_method: bytes,
+    request_version: bytes,
+    keep_alive: bool,
+    preamble: bytes = b"",
+) -> ResponseHead:
+    """The response head h11 would send, and the body framing it implies.
+
+    ``headers`` are the response headers in order (any name case);
+    ``keep_alive`` is the request's (:attr:`~pounce.core.protocol.events.Request.keep_alive`).
+    h11 never keeps an HTTP/1.0 connection; here a 1.0 request that asked for
+    keep-alive keeps it when the body has a length, and the response says
+    ``Connection: keep-alive`` (what ApacheBench ``-k`` and old proxies expect).
+    Raises ``ValueError`` where h11 raises ``LocalProtocolError``: a header
+    name that is not a token, a value with CR, LF, NUL or surrounding
+    whitespace, conflicting Content-Length values, a Transfer-Encoding other
+    than chunked. A status outside 200-999 is the caller's to refuse.
+
+    ``preamble`` is header lines rendered once for many responses (a server's
+    default headers, ``name: value\r\n`` each), written as if they came
+    first in ``headers``: the caller vouches that they are valid and that
+    none is Host, Content-Length, Transfer-Encoding or Connection, so they
+    take no part in the decisions above (:func:`header_preamble` checks).
+    """
+    items: list[tuple[bytes, bytes, bytes]] = []  # raw name, lowercase name, value
+    seen_length: bytes | None = None
+    seen_coding = False
+    connection_tokens: list[bytes] = []
+    for raw, value in headers:
+        name = _VALID_RESPONSE_NAMES.get(raw)
+        if name is None:
+            if not raw or raw.translate(None, _TOKEN):
+                raise ValueError(f"illegal header name {raw!r}")
+            name = raw.lower()
+            if len(_VALID_RESPONSE_NAMES) < _NAME_CACHE_MAX:
+                _VALID_RESPONSE_NAMES[raw] = name
+        if value.translate(None, _FIELD_BAD) != value or value.strip(_OWS) != value:
+            raise ValueError(f"illegal header value {value!r}")
+        if name == b"content-length":
+            lengths = {part.strip() for part in value.split(b",")}
+            if len(lengths) != 1:
+                raise ValueError("conflicting Content-Length headers")
+            value = lengths.pop()
+            if not value.isdigit() or len(value) > 20:
+                raise ValueError("bad Content-Length")
+            if seen_length is None:
+                seen_length = value
+                items.append((raw, name, value))
+            elif seen_length != value:
+                raise ValueError("conflicting Content-Length headers")
+        elif name == b"transfer-encoding":
+            if seen_coding:
+                raise ValueError("multiple Transfer-Encoding headers")
+            value = value.lower()
+            if value != b"chunked":
+                raise ValueError("only Transfer-Encoding: chunked is supported")
+            seen_coding = True
+            items.append((raw, name, value))
+        else:
+            if name == b"connection":
+                for token in value.lower().split(b","):
+                    token = token.strip()
+                    if token:
+                        connection_tokens.append(token)
+            items.append((raw, name, value))
+
+    # Framing as h11 chooses it, HEAD counted as GET for the headers.
+    need_close = False
+    if status in (204, 304):
+        framing, length = CONTENT_LENGTH, 0
+    elif seen_coding:
+        framing, length = CHUNKED, 0
+    elif seen_length is not None:
+        framing, length = CONTENT_LENGTH, int(seen_length)
+    else:
+        framing, length = HTTP10, 0
+    if framing == CHUNKED or framing == HTTP10:
+        items = [item for item in items if item[1] != b"content-length"]
+        if request_version != b"1.1":
+            items = [item for item in items if item[1] != b"transfer-encoding"]
+            if request_method != b"HEAD":
+                need_close = True
+            framing = HTTP10
+        else:
+            items = [item for item in items if item[1] != b"transfer-encoding"]
+            items.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
+            framing = CHUNKED
+    if not keep_alive or need_close:
+        tokens = set(connection_tokens)
+        tokens.discard(b"keep-alive")
+        tokens.add(b"close")
+        items = [item for item in items if item[1] != b"connection"]
+        items.extend((b"Connection", b"connection", token) for token in sorted(tokens))
+        connection_tokens = sorted(tokens)
+    if request_method == b"HEAD" or status in (204, 304):
+        framing, length = CONTENT_LENGTH, 0  # what the body writer allows
+
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    for raw, name, value in items:
+        if name == b"host":
+            out.append(b"%s: %s\r\n" % (raw, value))
+    if preamble:
+        out.append(preamble)
+    for raw, name, value in items:
+        if name != b"host":
+            out.append(b"%s: %s\r\n" % (raw, value))
+    out.append(b"\r\n")
+    alive = keep_alive and not need_close and b"close" not in connection_tokens
+    if alive and request_version == b"1.0" and b"keep-alive" not in connection_tokens:
+        # HTTP/1.0 closes unless told otherwise: say the connection stays.
+        out.insert(-1, b"Connection: keep-alive\r\n")
+    return ResponseHead(b"".join(out), framing, length, alive)
+
+
+_NOT_IN_PREAMBLE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+
+
+def header_preamble(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """``headers`` rendered for :func:`render_response_head`'s ``preamble``,
+    or None when they cannot be one (a header h11 would refuse, or one that
+    takes part in framing or in the choice between keep-alive and close)."""
+    for raw, _ in headers:
+        if raw.lower() in _NOT_IN_PREAMBLE:
+            return None
+    try:
+        head = render_response_head(204, headers, reason=b"", request_method=b"GET",
+                                    request_version=b"1.1", keep_alive=True)
+    except ValueError:
+        return None
+    return head.data[head.data.index(b"\r\n") + 2:-2]
+
+
+def check_fields(fields: list[tuple[bytes, bytes]]) -> None:
+    """Refuse field names that are not tokens and values that could split a
+    message (CR, LF, NUL) or carry surrounding whitespace, as for headers."""
+    for raw, value in fields:
+        if not raw or raw.translate(None, _TOKEN):
+            raise ValueError(f"illegal header name {raw!r}")
+        if value.translate(None, _FIELD_BAD) != value or value.strip(_OWS) != value:
+            raise ValueError(f"illegal header value {value!r}")
+
+
+def last_chunk(trailers: list[tuple[bytes, bytes]]) -> bytes:
+    """The end of a chunked body, with trailer fields when there are any."""
+    if not trailers:
+        return LAST_CHUNK
+    check_fields(trailers)
+    return b"0\r\n" + b"".join(b"%s: %s\r\n" % (name, value) for name, value in trailers) + b"\r\n"
+
+
+def render_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A response head from headers the caller vouches for (pounce's own
+    responses, not an app's: those go through :func:`render_response_head`)."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
+    lines += [b"%s: %s\r\n" % (name, value) for name, value in headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def informational(status: int) -> bytes:
+    """An interim response head (``100 Continue``)."""
+    return render_head(status, [])
+
+
+def error_response(status: int, text: str | None = None,
+                   default_headers: list[tuple[bytes, bytes]] = ()) -> bytes:  # type: ignore[assignment]
+    """A complete plain-text response that closes the connection.
+
+    For answers pounce gives itself (a refused request, a failed app, a shed
+    connection), whatever state the connection is in; the body never echoes
+    request data.
+    """
+    body = (text or reason(status).decode("ascii") or "Error").encode("utf-8")
+    return render_head(status, [
+        *default_headers,
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]) + body
+
+
+class DefaultHeaders:
+    """The headers every response gets unless the app sets them: ``server``,
+    ``date`` and the configured extras.
+
+    One per worker, refreshed once a second (:meth:`refresh`) rather than per
+    response: ``headers`` as pairs, and ``preamble``, the same rendered for
+    :func:`render_response_head` (None when they cannot be; see
+    :func:`header_preamble`).
+    """
+
+    __slots__ = ("server", "date", "extra", "headers", "preamble")
+
+    def __init__(self, *, server: bool = True, date: bool = True,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.server = server
+        self.date = date
+        self.extra = list(extra or [])
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.preamble: bytes | None = None
+        self.refresh(b"")
+
+    def refresh(self, date: bytes) -> None:
+        """Render again with ``date`` (an IMF-fixdate) as the Date value."""
+        headers: list[tuple[bytes, bytes]] = []
+        if self.server:
+            headers.append((b"server", b"pounce"))
+        if self.date and date:
+            headers.append((b"date", date))
+        headers.extend(self.extra)
+        self.headers = headers
+        self.preamble = header_preamble(headers)

@@ -1,0 +1,496 @@
+"""HTTP/1.1 over asyncio: bytes between the socket and an
+:class:`~pounce.core.protocol.http11.H1Connection`, and one ASGI
+:class:`~pounce.core.asgi.stream.HttpStream` at a time.
+
+The protocol connection says what the bytes mean; this module owns what
+needs a loop: the read buffer, timers, flow control in both directions, the
+admission rules of the worker (``limit_concurrency``, draining,
+``max_request_body_size``), the hand-over to WebSocket, and closing without
+losing a response to a reset. It is the ``StreamOwner`` of its streams.
+
+Connection life, in the order the timers see it::
+
+    connection_made ─ header timer ─▶ Request ─ app runs ─▶ response done
+          ▲                                                     │
+          └── first byte ◀─ keep-alive timer ◀─ (body drained) ─┘
+
+The keep-alive timer is armed once per idle stretch, not once per request
+(see :meth:`HttpProtocol._on_idle`); a request that arrives whole in one read
+arms no timer at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pounce.core.asgi.scope import ConnectionInfo, build_scope, peer_addresses
+from pounce.core.asgi.stream import ClientDisconnected, HttpStream
+from pounce.core.protocol.events import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Paused,
+    ProtocolError,
+    Request,
+)
+from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
+from pounce.core.protocol.responses import error_response
+from pounce.core.transport.tls import tls_extension
+
+if TYPE_CHECKING:
+    from pounce.core.transport.worker import WorkerContext
+
+__all__ = ["HttpProtocol", "set_nodelay"]
+
+logger = logging.getLogger("pounce.worker")
+
+# How long a closed connection keeps reading (and dropping) client bytes
+# after its FIN, so that unread input does not turn the close into a reset.
+LINGER = 1.0
+# After a response, at most this much unread request body is read and thrown
+# away to keep the connection; a longer one closes the connection instead.
+DRAIN_LIMIT = 65536
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY on every TCP connection, whatever made its socket."""
+    import socket
+
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+class HttpProtocol(asyncio.BufferedProtocol):
+    """One client connection speaking HTTP/1.1.
+
+    A buffered protocol: reads land in the worker's shared read buffer and
+    are copied out at their exact size (why: ``WorkerContext.read_buffer``).
+    ``data_received`` is kept for callers that hand bytes over directly: a
+    wrapping plugin's protocol.
+    """
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.read_buffer = ctx.read_buffer
+        self.loop: asyncio.AbstractEventLoop = ctx.loop  # type: ignore[assignment]
+        self.conn = H1Connection(max_head_size=ctx.max_head_size, fast=ctx.fast_path,
+                                 defaults=ctx.default_headers)
+        self.transport: asyncio.Transport | None = None
+        self.info: ConnectionInfo | None = None
+        self.stream: HttpStream | None = None
+        self.closed = False
+        self.lingering = False  # closed with FIN; dropping what still arrives
+        self.eof_seen = False
+        self.read_paused = False
+        self.write_paused = False
+        # Over limit_concurrency when accepted: its first request gets 503.
+        self.over_limit = False
+        # True while the header timer runs (between the first byte of a
+        # request head and the complete head): it is armed once, not per byte.
+        self.reading_head = False
+        # Bytes of unread request body still allowed to be thrown away after
+        # the response; -1 when not draining.
+        self.drain_left = -1
+        # A finished response left the write buffer full: the next request
+        # is taken when the transport drains (resume_writing).
+        self.next_waits_for_writer = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # The keep-alive timer when it is the one in _timer, and the loop
+        # time at which the connection, idle, closes (see _on_idle).
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.idle_deadline = 0.0
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self.info.client if self.info is not None else None
+
+    # -- asyncio callbacks -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (No isinstance check: uvloop's transports are not asyncio.Transport
+        # subclasses, yet have its methods.)
+        self.transport = transport  # type: ignore[assignment]
+        set_nodelay(transport)
+        ctx = self.ctx
+        client, server = peer_addresses(transport.get_extra_info("peername"),
+                                        transport.get_extra_info("sockname"))
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None)
+        connections = ctx.connections
+        connections.add(self)
+        if ctx.limit_concurrency and len(connections) > ctx.limit_concurrency:
+            self.over_limit = True
+        self.reading_head = True
+        self._set_timer(ctx.header_timeout, self._on_header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ctx.connections.discard(self)
+        self._cancel_timer()
+        if self.stream is not None:
+            self.stream.on_disconnect()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.read_buffer[:nbytes].tobytes())
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:
+            self._reject(exc.status, str(exc))
+            return
+        if events:
+            self._handle(events)
+        elif not self.reading_head and self.stream is None and self.conn.state is IDLE and self.conn.buffer:
+            # The first bytes of a head that is not complete yet: the
+            # keep-alive timer gives way to the header timer, once.
+            self.reading_head = True
+            self._set_timer(self.ctx.header_timeout, self._on_header_timeout)
+
+    def eof_received(self) -> bool | None:
+        self.eof_seen = True
+        if self.lingering:
+            return None  # closed and lingering: the client is done too
+        try:
+            events = self.conn.receive_eof()
+        except ProtocolError as exc:
+            self._reject(exc.status, str(exc))
+            return None
+        if events:
+            self._handle(events)
+        # A client that closes its side is taken to be gone, as nginx and
+        # asyncio take it: the transport closes once what is written is
+        # flushed, and a request in flight sees http.disconnect.
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.next_waits_for_writer:
+            self.next_waits_for_writer = False
+            if not self.closed and self.stream is None:
+                self._start_next()
+
+    # -- events --------------------------------------------------------------------
+
+    def _handle(self, events: list[object]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                stream = self.stream
+                if stream is not None:
+                    if stream.feed(event.data):  # type: ignore[attr-defined]
+                        self._pause_reading()
+                    elif stream.too_large:
+                        self._reject(413, "request body too large")
+                        return
+                elif self.drain_left >= 0:
+                    self.drain_left -= len(event.data)  # type: ignore[attr-defined]
+                    if self.drain_left < 0:
+                        self._close()
+                        return
+            elif kind is EndOfMessage:
+                if self.stream is not None:
+                    self.stream.feed_end()
+                elif self.drain_left >= 0:
+                    self.drain_left = -1
+                    self._next_cycle()
+                    return
+            elif kind is Request:
+                self._on_request(event)  # type: ignore[arg-type]
+                if self.closed:
+                    return
+            elif kind is Paused:
+                self._pause_reading()
+            elif kind is ConnectionClosed:
+                if self.stream is None and self.drain_left < 0:
+                    self._close()
+                return
+
+    def _on_request(self, request: Request) -> None:
+        if self.reading_head:
+            self.reading_head = False
+            self._cancel_timer()
+        # (Otherwise the keep-alive timer stays armed: see _on_idle.)
+        ctx = self.ctx
+        if ctx.max_body and request.content_length > ctx.max_body:
+            self._reject(413, "request body too large")
+            return
+        if self.over_limit:
+            # Over the limit when accepted; look again now, as the connections
+            # that made it so may have closed since (a client that closes one
+            # connection and opens the next is not over any limit).
+            if len(ctx.connections) > ctx.limit_concurrency:
+                self._reject(503, "Service Unavailable")
+                return
+            self.over_limit = False
+        if ctx.shutting_down:
+            self._reject(503, "Service Unavailable")
+            return
+        upgrade = request.upgrade
+        if upgrade is not None and ctx.websocket.enabled and upgrade.lower() == b"websocket":
+            from pounce.core.transport.websocket import upgrade_to_websocket
+
+            upgrade_to_websocket(self, request)
+            return
+        stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
+        self.stream = stream
+        stream.start()
+
+    # -- StreamOwner: what the stream asks of the connection -------------------------
+
+    def send_head(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                  more: bool, trailers: bool) -> bool:
+        data = self.conn.response(status, headers, body, more, trailers)
+        self._write_or_raise(stream, data)
+        return more and self.write_paused
+
+    def send_body(self, stream: HttpStream, body: bytes, more: bool) -> bool:
+        data = self.conn.body(body, more, stream.trailers_expected)
+        if data:
+            self._write_or_raise(stream, data)
+        return more and self.write_paused
+
+    def send_trailers(self, stream: HttpStream, trailers: list[tuple[bytes, bytes]]) -> None:
+        self._write_or_raise(stream, self.conn.trailers(trailers))
+
+    def send_continue(self, stream: HttpStream) -> None:
+        self.write(self.conn.continue_())
+
+    def send_error(self, stream: HttpStream, status: int) -> None:
+        if not self.closed:
+            self.conn.keep_alive = False
+            self.write(error_response(status, None, self.ctx.default_headers.headers))
+
+    def body_consumed(self, stream: HttpStream, size: int) -> None:
+        self._resume_reading()
+
+    async def drain(self, stream: HttpStream | None = None) -> None:
+        if self.write_paused and not self.closed:
+            self._drain_waiter = self.loop.create_future()
+            await self._drain_waiter
+            self._drain_waiter = None
+
+    def abort(self, stream: HttpStream | None = None) -> None:
+        """End the connection: the stream's response cannot be completed.
+        Called without a stream (a forced stop), also cancels the app."""
+        if stream is not None:
+            self._close()
+            return
+        if self.stream is not None and self.stream.task is not None:
+            self.stream.task.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+        self.ctx.connections.discard(self)
+
+    def stream_done(self, stream: HttpStream) -> None:
+        """A request/response finished: reuse the connection or close it."""
+        self.stream = None
+        if self.closed:
+            return
+        conn = self.conn
+        if not conn.can_reuse or stream.failed or self.ctx.shutting_down:
+            self._close()
+            return
+        if conn.state is not DONE:
+            # The app answered without reading the whole body: read and drop
+            # the rest (bounded) so the next request starts at a clean edge.
+            if conn.state is BODY and conn.body_left > DRAIN_LIMIT:
+                self._close()
+                return
+            self.drain_left = DRAIN_LIMIT
+            self._set_timer(self.ctx.header_timeout or self.ctx.keep_alive_timeout, self._close)
+            self._resume_reading()
+            return
+        if self.eof_seen and not conn.buffer:
+            self._close()  # the client half-closed after its last request
+            return
+        self._next_cycle()
+
+    # -- between requests ------------------------------------------------------------
+
+    def _next_cycle(self) -> None:
+        self._arm_idle()
+        if self.write_paused:
+            # The client is not reading its responses: take no further
+            # (pipelined) request until it does, or answers pile up in memory.
+            self.next_waits_for_writer = True
+            return
+        self._start_next()
+
+    def _start_next(self) -> None:
+        self._resume_reading()
+        try:
+            events = self.conn.next_cycle()
+        except ProtocolError as exc:
+            self._reject(exc.status, str(exc))
+            return
+        if events:
+            self._handle(events)
+        elif self.conn.buffer and not self.reading_head:
+            self.reading_head = True
+            self._set_timer(self.ctx.header_timeout, self._on_header_timeout)
+
+    def _arm_idle(self) -> None:
+        loop = self.loop
+        self.idle_deadline = loop.time() + self.ctx.keep_alive_timeout
+        timer = self._timer
+        if timer is None or timer is not self._idle_timer:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._idle_timer = loop.call_at(self.idle_deadline, self._on_idle)
+
+    def _on_idle(self) -> None:
+        """The keep-alive timer, armed once per idle stretch rather than once
+        per request (a timer and a cancel per request cost more than the rest
+        of the bookkeeping): a request that starts leaves it armed, and when
+        it fires it looks at what the connection is doing. Busy: nothing (the
+        request's end arms the next one); idle for less than the timeout:
+        armed again for the rest; else the connection closes. Any other timer
+        replaces it (the header timer, the drain's). ``timeout_keep_alive = 0``
+        closes as soon as the connection is idle."""
+        self._timer = self._idle_timer = None
+        if self.closed or self.stream is not None or self.reading_head or self.drain_left >= 0:
+            return
+        deadline = self.idle_deadline
+        if self.loop.time() < deadline:
+            self._timer = self._idle_timer = self.loop.call_at(deadline, self._on_idle)
+            return
+        self._close()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        # is_closing(): a failed send closes the transport at once but tells
+        # us (connection_lost) only on the next loop iteration; writing into
+        # it meanwhile makes asyncio log a warning per write.
+        if not self.closed and not transport.is_closing():  # type: ignore[union-attr]
+            transport.write(data)  # type: ignore[union-attr]
+
+    def _write_or_raise(self, stream: HttpStream, data: bytes) -> None:
+        transport = self.transport
+        if self.closed or transport.is_closing():  # type: ignore[union-attr]
+            stream.on_disconnect()
+            raise ClientDisconnected("the client has disconnected")
+        transport.write(data)  # type: ignore[union-attr]
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _reject(self, status: int, text: str) -> None:
+        """Answer a bad request with ``status`` and close the connection.
+
+        A request in flight is cut off: its app sees ``http.disconnect`` and
+        nothing more of the request.
+        """
+        stream = self.stream
+        if self.drain_left >= 0:
+            pass  # the response is out; what follows was only being skipped
+        elif stream is None or not stream.headers_sent:
+            self.write(error_response(status, None, self.ctx.default_headers.headers))
+            if stream is not None:
+                stream.status = status
+                stream.response_started = stream.headers_sent = stream.response_complete = True
+        logger.debug("rejected request from %s: %s %s", self.client, status, text)
+        self._close()
+        if stream is not None:
+            stream.on_disconnect()
+
+    def _close(self) -> None:
+        """Close after what was written, without losing it to a reset.
+
+        Closing a TCP socket that still has unread input makes the kernel
+        send RST, and the client then discards response bytes it has not
+        read yet. So where the transport can half-close, send FIN after the
+        response, read and drop whatever the client still sends, and close
+        when it closes its side or after ``LINGER`` seconds ("lingering
+        close"). The connection counts as open until then.
+        """
+        self._cancel_timer()
+        transport = self.transport
+        if not self.closed and transport is not None and not transport.is_closing():
+            if not self.eof_seen and _can_half_close(transport):
+                try:
+                    transport.write_eof()
+                except OSError:  # the peer is gone already (ENOTCONN)
+                    transport.close()
+                else:
+                    self.lingering = True
+                    self._resume_reading()
+                    self._timer = self.loop.call_later(LINGER, transport.close)
+            else:
+                transport.close()
+                self.ctx.connections.discard(self)
+        else:
+            self.ctx.connections.discard(self)
+        self.closed = True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown, called twice by the drain.
+
+        The first call makes the response in progress (or the next one) the
+        last, with ``Connection: close``: a request already on the wire, on a
+        new or an idle keep-alive connection, is still served during the
+        drain's short grace. The second call closes the connection if it is
+        idle by then.
+        """
+        conn = self.conn
+        if not conn.keep_alive and self.stream is None and not self.reading_head:
+            self._close()
+        conn.keep_alive = False
+
+    # -- timers and flow control ------------------------------------------------------
+
+    def _set_timer(self, delay: float, callback: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, callback) if delay > 0 else None
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_header_timeout(self) -> None:
+        """Slowloris guard: the request head did not arrive in time."""
+        self._timer = None
+        if self.stream is None:
+            self._close()
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+
+def _can_half_close(transport: asyncio.BaseTransport) -> bool:
+    try:
+        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
+    except (NotImplementedError, AttributeError):  # wrapping transports
+        return False
