@@ -166,7 +166,7 @@ if [ ! -e "$root$venv/.complete" ]; then
   say "creating $venv (python$want)"
   rm -rf --one-file-system "$root$venvs/py$want-"*
   pip="$venv/bin/python -m pip install --quiet"
-  cmds="python$want -m venv $venv; $pip --upgrade pip; $pip -e '/src[test]'"
+  cmds="python$want -m venv $venv; $pip --upgrade pip; $pip -e '/src[test,docs]'"
   for fixture in "$repo"/tests/fixtures/*/pyproject.toml; do
     rel=${fixture#"$repo/"}; cmds+="; $pip /src/${rel%/pyproject.toml}"
   done
@@ -183,6 +183,7 @@ if [ "${1:-}" = --exec ]; then  # any command, in /src, with the venv first on P
 fi
 
 say "python$want: pytest $*"
-# Deprecations are errors here: they are what breaks on the next release.
-in_root sh -c 'cd /src && exec "$0" -W error::DeprecationWarning -m pytest -p no:cacheprovider "$@"' \
-  "$venv/bin/python" "$@"
+# Deprecations are errors here, in the tests and in every Python they start
+# (servers, workers): they are what breaks on the next release.
+in_root sh -c 'cd /src && PYTHONWARNINGS=error::DeprecationWarning \
+  exec "$0" -W error::DeprecationWarning -m pytest -p no:cacheprovider "$@"' "$venv/bin/python" "$@"
