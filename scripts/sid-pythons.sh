@@ -28,9 +28,10 @@ mirror=${POUNCE_SID_MIRROR:-http://deb.debian.org/debian}
 pythons=(3.14 3.15)
 # Debian packages in the root. Keep the peers in step with system-deps.sh.
 peers=(curl chromium nginx systemd iproute2)
+tools=(wrk)  # benchmarks/worker_modes.py, which needs 3.14
 base=(ca-certificates)
 for v in "${pythons[@]}"; do base+=("python$v" "python$v-venv"); done
-packages=("${base[@]}" "${peers[@]}")
+packages=("${base[@]}" "${peers[@]}" "${tools[@]}")
 
 die() { echo "sid-pythons: $*" >&2; exit 2; }
 say() { echo "sid-pythons: $*" >&2; }
@@ -158,6 +159,12 @@ fi
 
 # -- the work tree and one venv per Python ----------------------------------------
 bind "$repo" "$root/src"
+# The root itself lies in the work tree: hide it (and the host's venvs) from
+# anything inside that walks /src, which would otherwise find itself.
+if [ -d "$root/src/.cache" ]; then
+  mount -t tmpfs -o size=1m,mode=755 tmpfs "$root/src/.cache"
+  mounted+=("$root/src/.cache")
+fi
 manifests=(pyproject.toml tests/fixtures/*/pyproject.toml plugins-contrib/*/pyproject.toml)
 key=$(cd "$repo" && cat "${manifests[@]}" | sha256sum | cut -c1-12)
 venvs=/var/cache/pounce-venvs
