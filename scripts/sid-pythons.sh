@@ -28,7 +28,7 @@ mirror=${POUNCE_SID_MIRROR:-http://deb.debian.org/debian}
 pythons=(3.14 3.15)
 # Debian packages in the root. Keep the peers in step with system-deps.sh.
 peers=(curl chromium nginx systemd iproute2)
-tools=(wrk)  # benchmarks/worker_modes.py, which needs 3.14
+tools=(make wrk)  # test_packaging runs `make run-setup`; benchmarks/worker_modes.py needs 3.14
 base=(ca-certificates)
 for v in "${pythons[@]}"; do base+=("python$v" "python$v-venv"); done
 packages=("${base[@]}" "${peers[@]}" "${tools[@]}")
