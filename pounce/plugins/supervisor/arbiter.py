@@ -14,8 +14,8 @@ every ``TICK`` seconds or as soon as a command arrives:
    max_requests) only once enough replacements are ready — replacement
    first, then drain, so the listening socket always has an acceptor.
 
-Workers share the listening socket (one open file description; threads get
-their own fd via ``dup``). A draining worker stops accepting while the others
+Workers share the listening socket (one open file description; threads and
+interpreters get their own fd via ``dup``). A draining worker stops accepting while the others
 keep accepting from the same queue, so no connection waiting in the kernel's
 backlog is lost. (Per-worker ``SO_REUSEPORT`` listeners would each have their
 own queue, and closing one resets the connections waiting in it.)
@@ -485,10 +485,9 @@ def resolve_mode(server: Server) -> str:
             raise ConfigError(f"worker_mode interpreter needs Python 3.14 or newer (concurrent.interpreters); "
                               f"this is Python {version}")
     if mode in ("process", "interpreter") and not server.app_path:
-        where = "worker process" if mode == "process" else "worker's interpreter"
         logger.warning(
-            f"worker_mode {mode} needs the app as \"module:attr\" to import it in each {where}; "
-            "this Server was given an app object only, so workers run as threads"
+            "worker_mode %s needs the app as \"module:attr\" to import it in each worker; "
+            "this Server was given an app object only, so workers run as threads", mode
         )
         return "thread"
     return mode

@@ -1,4 +1,5 @@
-"""Worker handles: what the supervisor holds for each thread or process.
+"""Worker handles: what the supervisor holds for each thread or process
+(interpreter workers: :mod:`.interpreter`).
 
 The supervisor's policy (how many, when to replace, when to give up) lives in
 ``arbiter.py`` and only talks to a handle through a few members: ``start``,
