@@ -172,6 +172,7 @@ venv=$venvs/py$want-$key
 if [ ! -e "$root$venv/.complete" ]; then
   say "creating $venv (python$want)"
   rm -rf --one-file-system "$root$venvs/py$want-"*
+  mkdir -p "$root$venvs"
   pip="$venv/bin/python -m pip install --quiet"
   cmds="python$want -m venv $venv; $pip --upgrade pip; $pip -e '/src[test,docs]'"
   for fixture in "$repo"/tests/fixtures/*/pyproject.toml; do
@@ -180,7 +181,11 @@ if [ ! -e "$root$venv/.complete" ]; then
   for contrib in "$repo"/plugins-contrib/*/pyproject.toml; do
     rel=${contrib#"$repo/"}; cmds+="; $pip -e /src/${rel%/pyproject.toml}"
   done
-  in_root sh -c "set -e; $cmds; touch $venv/.complete" || die "installing pounce into python$want failed"
+  # pip's output goes to a log, shown only when the install fails.
+  if ! in_root sh -c "set -e; $cmds; touch $venv/.complete" >"$root$venv.log" 2>&1; then
+    tail -n 30 "$root$venv.log" >&2
+    die "installing pounce into python$want failed (log: $root$venv.log)"
+  fi
 fi
 
 if [ "${1:-}" = --exec ]; then  # any command, in /src, with the venv first on PATH

@@ -37,10 +37,15 @@ host_venv() {  # host_venv PYTHON VERSION -> path of a venv with pounce[test] in
   if [ ! -e "$venv/.complete" ]; then
     echo "test-pythons: creating $venv" >&2
     rm -rf "$repo/.cache/venvs/py$version-"*
+    mkdir -p "$repo/.cache/venvs"
     pip="$venv/bin/python -m pip install --quiet"
-    "$python" -m venv "$venv" && $pip --upgrade pip && $pip -e ".[test,docs]" || return 1
-    for dir in tests/fixtures/*/; do $pip "./$dir" || return 1; done
-    for dir in plugins-contrib/*/; do $pip -e "./$dir" || return 1; done
+    # pip's output goes to a log, shown only when the install fails.
+    if ! ( "$python" -m venv "$venv" && $pip --upgrade pip && $pip -e ".[test,docs]" &&
+           for dir in tests/fixtures/*/; do $pip "./$dir" || exit 1; done &&
+           for dir in plugins-contrib/*/; do $pip -e "./$dir" || exit 1; done ) >"$venv.log" 2>&1; then
+      tail -n 30 "$venv.log" >&2
+      return 1
+    fi
     touch "$venv/.complete"
   fi
   echo "$venv"
