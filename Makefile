@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` and `make test`. Each sets up
 # its own virtual environment; nothing installed by hand is assumed.
+# `make test-fast` is `make test` without the tests marked slow.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,16 +10,17 @@ STAMP := $(VENV)/.installed-stamp
 # dependencies only: no test or docs tools, no test plugin, no contrib.
 RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
+# Every contrib package, with its own test extra (what its tests need).
 CONTRIB := $(wildcard plugins-contrib/*/pyproject.toml)
 
-.PHONY: run run-setup test test-pythons test-all setup system-deps lint docs docs-generate docs-serve bench clean
+.PHONY: run run-setup test test-fast test-pythons test-all setup system-deps lint docs docs-generate docs-serve bench clean
 
 $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,./%,$(wildcard tests/fixtures/*/pyproject.toml))
-	$(if $(CONTRIB),$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,-e ./%,$(CONTRIB)))
+	$(if $(CONTRIB),$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,-e './%[test]',$(CONTRIB)))
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -40,6 +42,10 @@ run: run-setup
 test: setup system-deps
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup system-deps
+	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The other supported Pythons (README, "Supported Python"): the whole suite
 # on 3.14, the tests not marked slow on 3.10, 3.12, 3.13 and 3.15.

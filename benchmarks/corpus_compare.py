@@ -1,4 +1,4 @@
-"""Run the hostile-input corpus (tests/http_corpus.py) against pounce,
+"""Run the hostile-input corpus (tests/reliability/http_corpus.py) against pounce,
 uvicorn (``--http h11``, the same parser) and, when installed, hypercorn
 (also h11 underneath) side by side and print a table.
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests" / "reliability"), str(ROOT)]
 
 from http_corpus import CORPUS, Case, Outcome, run_case, valid_request  # noqa: E402
 
@@ -48,7 +48,7 @@ def start(name: str, port: int) -> subprocess.Popen[bytes]:
         args = [python, "-m", "hypercorn", "http_corpus:corpus_app", "--bind", f"127.0.0.1:{port}",
                 "--log-level", "warning"]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "reliability"), str(ROOT)])
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 20

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for the whole benchmark on a fresh machine:
 #   bash benchmarks/run.sh [bench.py options]     (or: make bench)
+#   bash benchmarks/run.sh --files [files_bench.py options]   (static files, compression)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
 # and uvloop, matplotlib, py-spy), installs wrk with apt-get when it is
 # missing, raises the open-file limit for the 10,000-connection scenario,
@@ -25,10 +26,10 @@ fi
 stamp="$venv/.bench-stamp"
 want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bench: installing pounce, uvicorn[standard], matplotlib, py-spy into $venv" >&2
+  echo "bench: installing pounce, uvicorn[standard], starlette, granian, matplotlib, py-spy into $venv" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$repo" "uvicorn[standard]" httptools uvloop wsproto \
-    websockets matplotlib py-spy
+  "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli]" "uvicorn[standard]" httptools uvloop wsproto \
+    websockets matplotlib py-spy starlette granian
   echo "$want" > "$stamp"
 fi
 
@@ -48,4 +49,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10240 ]; then
 fi
 
 cd "$here"
+if [ "${1:-}" = "--files" ]; then
+  shift
+  exec "$venv/bin/python" "$here/files_bench.py" "$@"
+fi
 exec "$venv/bin/python" "$here/bench.py" "$@"

@@ -1,6 +1,6 @@
 """Bounded soak: a few million mixed requests against one pounce, watching for leaks.
 
-Not a test and not part of CI (``tests/test_reliability_soak.py`` runs a
+Not a test and not part of CI (``tests/reliability/test_soak.py`` runs a
 short version of it). It starts ``pounce soak:app`` as a subprocess and
 drives it from several client processes with a weighted mix of:
 

@@ -154,16 +154,16 @@ READY_LINE = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 def zero_drop(repeats: int) -> None:
     """Client-side error counts while the supervisor changes workers under load.
 
-    The load generator is the supervisor tests' (``tests/test_supervisor_apps.py``):
+    The load generator is the supervisor tests' (``tests/apps/supervisorapps.py``):
     4 client threads, a fresh connection per request, ``GET /?sleep=0.02``.
     """
     import tempfile
 
-    tests = BENCH_DIR.parent / "tests"
-    sys.path.insert(0, str(tests))
-    from test_supervisor_apps import Load
+    apps = BENCH_DIR.parent / "tests" / "apps"
+    sys.path.insert(0, str(apps))
+    from supervisorapps import Load
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests), str(tests / "apps")]), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=str(apps), PYTHONUNBUFFERED="1")
     scenarios = [
         ("rolling restart (SIGHUP)", "process", "hup", ()),
         ("rolling restart (SIGHUP)", "thread", "hup", ()),
@@ -185,7 +185,7 @@ def zero_drop(repeats: int) -> None:
         for _ in range(repeats):
             with tempfile.TemporaryFile() as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "pounce", "test_supervisor_apps:app", "--port", "0", "--workers", "2",
+                    [sys.executable, "-m", "pounce", "supervisorapps:app", "--port", "0", "--workers", "2",
                      "--worker-mode", mode, *extra], env=env, stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -9,7 +9,7 @@ input as ``crash-<sha1>`` and stops.
     .venv/bin/python fuzz/fuzz_http.py -max_total_time=300 /tmp/fuzz-http
     .venv/bin/python fuzz/fuzz_http.py crash-1234...     # replay one input
 
-The seed corpus (``tests/http_corpus.py`` plus a few valid requests,
+The seed corpus (``tests/reliability/http_corpus.py`` plus a few valid requests,
 pipelined, chunked, proxied and upgrading ones; the harness's peer is
 127.0.0.1, trusted for proxy headers by default) is written into the corpus directory
 given, when that directory is empty.
@@ -24,7 +24,7 @@ from pathlib import Path
 import atheris
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests" / "reliability")]
 
 with atheris.instrument_imports(include=["pounce", "h11"]):
     import h11  # noqa: F401

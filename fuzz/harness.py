@@ -27,8 +27,8 @@ import logging
 from typing import Any
 
 from pounce.core.config import ServerConfig
+from pounce.core.transport.context import WorkerContext
 from pounce.core.transport.http import HttpProtocol
-from pounce.core.transport.worker import WorkerContext
 
 
 class Finding(AssertionError):

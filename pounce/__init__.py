@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
+from pounce._version import __version__
 from pounce.core.asgi.stream import ClientDisconnected  # noqa: E402
 from pounce.core.config import ServerConfig  # noqa: E402
 from pounce.core.errors import (  # noqa: E402

@@ -5,10 +5,17 @@ test process (fast, and plugin objects can be inspected directly);
 ``ServerProcess`` runs the ``pounce`` command as a subprocess, exactly as a
 user would. Both bind port 0 (or a unix socket) and always stop what they
 started, within a bounded time.
+
+``wait_for`` polls for something the server does (a log line, a counter, a
+file) with a deadline, instead of sleeping and hoping it happened;
+``capture_logs`` collects pounce's log records, which pytest's ``caplog``
+does not see once the logging plugin has taken the ``pounce`` logger off
+the root.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -17,15 +24,77 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pounce.core.config import ServerConfig
 from pounce.core.lifecycle import LifecycleCollector, ServingStarted
 from pounce.core.server import Server
 
+T = TypeVar("T")
+
 _LISTEN = re.compile(r"listening on ([^\s\"]+)")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.02,
+             what: str | Callable[[], str] = "the condition") -> T:
+    """Call ``predicate`` until it returns something true, and return that.
+
+    After ``timeout`` seconds it raises ``TimeoutError`` naming ``what``; a
+    callable ``what`` is only called then, so it can describe the state at
+    the deadline (``what=lambda: proc.output()``).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            description = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {description}")
+        time.sleep(interval)
+
+
+class LogRecords(logging.Handler):
+    """The records a :func:`capture_logs` block saw, oldest first."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+    @property
+    def text(self) -> str:
+        """Every message, one a line (for ``in`` checks)."""
+        return "\n".join(self.messages())
+
+
+@contextmanager
+def capture_logs(level: int = logging.ERROR, loggers: Sequence[str] = ("pounce", "asyncio")) -> Iterator[LogRecords]:
+    """``with capture_logs() as logs:`` keeps the records of ``loggers`` at
+    ``level`` and above (ERROR from pounce and asyncio by default: a
+    traceback in a protocol callback shows up there) until the block ends.
+
+    The handler sits on the loggers themselves, so it sees pounce's records
+    whatever the logging plugin does with propagation. It only sees records
+    the logger's own level lets through (DEBUG needs ``--log-level debug``).
+    """
+    handler = LogRecords(level)
+    targets = [logging.getLogger(name) for name in loggers]
+    for logger in targets:
+        logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        for logger in targets:
+            logger.removeHandler(handler)
 
 
 class ServerThread:
@@ -158,6 +227,12 @@ class ServerProcess:
             time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"pounce did not start in time:\n{self.output()}")
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening address (``url``)."""
+        assert self.url is not None, "no banner seen (wait_for_banner=False?)"
+        return int(self.url.rsplit(":", 1)[1])
 
     def ready(self) -> bool:
         """True once the banner is out (the last line printed at startup)."""

@@ -3,7 +3,7 @@
 # Installs only what is missing; without root (or apt-get) it says what it
 # skipped and the tests that need a missing tool skip with that reason.
 set -u
-packages=(curl chromium nginx systemd)
+packages=(curl chromium nginx systemd apache2-utils)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pounce.testing import ServerProcess, ServerThread
-
-ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
+from pounce.testing import LogRecords, ServerProcess, ServerThread, capture_logs
+from tests.helpers import subprocess_env
 
 
 @pytest.fixture
@@ -50,51 +44,18 @@ def pounce_process(tmp_path: Path) -> Iterator[Any]:
         proc.__exit__(None, None, None)
 
 
-def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for subprocesses: test apps importable, no POUNCE_* leaks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    if extra:
-        env.update(extra)
-    return env
-
-
-# The older name, kept for tests written against it; not a test itself.
-test_env = subprocess_env
-test_env.__test__ = False  # type: ignore[attr-defined]
-
-
-def need_command(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (make system-deps installs it)")
-    return path
-
-
-class Errors(logging.Handler):
-    """ERROR records of pounce and asyncio during a test."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
+@pytest.fixture
+def errors() -> Iterator[LogRecords]:
+    """ERROR records of pounce and asyncio during the test (``errors.records``)."""
+    with capture_logs() as records:
+        yield records
 
 
 @pytest.fixture
-def errors() -> Iterator[Errors]:
-    handler = Errors()
-    loggers = [logging.getLogger(n) for n in ("pounce", "asyncio")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield handler
-    for logger in loggers:
-        logger.removeHandler(handler)
+def chromium(tmp_path: Path) -> Iterator[int]:
+    """A headless Chromium with remote debugging (tests/browser.py); yields
+    its DevTools port."""
+    from tests.browser import launch_chromium
 
-
-PYTHON = sys.executable
+    with launch_chromium(tmp_path / "profile") as port:
+        yield port

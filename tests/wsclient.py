@@ -117,12 +117,14 @@ class RawClient:
 
     def read_close(self) -> tuple[int, str]:
         """Skip data/ping frames up to the close frame; return its code and reason."""
-        while True:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
             opcode, payload, _ = self.read_frame()
             if opcode == 0x8:
                 if len(payload) < 2:
                     return 1005, ""
                 return struct.unpack("!H", payload[:2])[0], payload[2:].decode("utf-8", "replace")
+        raise TimeoutError("no close frame from the server in time")
 
     def at_eof(self, timeout: float = 5.0) -> bool:
         """True when the server closes the TCP connection within ``timeout``."""

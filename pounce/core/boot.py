@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pounce.core.asgi.lifespan import Lifespan
 from pounce.core.lifecycle import LifespanStarted, LifespanStopped
-from pounce.core.transport.worker import Worker, WorkerContext
+from pounce.core.transport.context import WorkerContext
+from pounce.core.transport.worker import Worker
 
 if TYPE_CHECKING:
     import socket
@@ -98,6 +99,7 @@ async def serve_worker(
             ctx, sockets,
             started=lambda w: manager.call("pounce_worker_started", worker=w),
             wrap_protocol=lambda factory: manager.wrap_protocol(config, factory),
+            draining=manager.drain_delay,
         )
         await worker.start()
         if on_ready is not None:

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from pounce import __version__
+from pounce._version import __version__
 from pounce.core.config import find_config_file, load_config, plugin_settings, read_toml
 from pounce.core.errors import PounceError
 from pounce.core.options import Option, OptionRegistry
@@ -32,6 +32,8 @@ def _help(option: Option) -> str:
     default = option.default
     if isinstance(default, tuple):
         default = ",".join(default) or "none"
+    elif isinstance(default, dict):
+        default = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
     parts = [option.help.rstrip(".")]
     parts.append(f"[{option.section}] {option.key}; env {option.env}; default: {default}")
     return ". ".join(parts).replace("%", "%%")
@@ -66,7 +68,7 @@ def build_parser(registry: OptionRegistry) -> argparse.ArgumentParser:
         if option.type == "bool" and option.cli_style == "switch":
             kwargs.pop("metavar", None)
             group.add_argument(*option.cli, action=argparse.BooleanOptionalAction, **kwargs)
-        elif option.type == "list":
+        elif option.type in ("list", "table"):
             group.add_argument(*option.cli, action="append", **kwargs)
         else:
             if option.choices and not option.aliases:
@@ -99,6 +101,8 @@ def cli_values(args: argparse.Namespace, registry: OptionRegistry) -> dict[tuple
             for raw in value:
                 items += [p.strip() for p in raw.split(",") if p.strip()] if option.cli_split else [raw]
             value = items
+        elif option.type == "table":
+            value = list(value)  # KEY=VALUE items; coerce() makes the table
         values[(section, key)] = value
     if getattr(args, "app", None):
         values[("server", "app")] = args.app
@@ -176,6 +180,9 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + " }" \
+            if value else "{}"
     return str(value)
 
 

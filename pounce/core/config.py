@@ -245,6 +245,25 @@ def plugin_settings(
     )
 
 
+# The plugin manager that declares the options, set by pounce.core.plugins
+# when it is imported (which ``import pounce`` always does first): the
+# config knows it only as a factory, so that configuration does not depend
+# on the plugin machinery that itself reads the config's types.
+_MANAGER_FACTORY: list[Any] = []
+
+
+def use_manager_factory(factory: Any) -> None:
+    """Set the factory that builds the plugin manager whose options a
+    config is checked against (``build_plugin_manager``)."""
+    _MANAGER_FACTORY[:] = [factory]
+
+
+def _default_manager_factory() -> Any:
+    if not _MANAGER_FACTORY:  # pragma: no cover - import pounce always sets it
+        raise RuntimeError("no plugin manager factory: import pounce first")
+    return _MANAGER_FACTORY[0]
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -271,7 +290,7 @@ def load_config(
         file_path = Path(path) if path is not None else None
     label = str(file_path) if file_path is not None else None
     if manager_factory is None:
-        from pounce.core.plugins import build_plugin_manager as manager_factory
+        manager_factory = _default_manager_factory()
     enable, disable, autoload = plugin_settings(toml_data, env, cli, overrides)
     manager = manager_factory(enable=enable, disable=disable, autoload=autoload, extra=extra_plugins)
     registry = manager.registry

@@ -11,22 +11,64 @@ that the hot path calls directly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
+    import asyncio
     import socket
     import ssl
 
     from pounce.core.config import ServerConfig
     from pounce.core.options import OptionRegistry
-    from pounce.core.server import Server
 
 PROJECT = "pounce"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Server(Protocol):
+    """The :class:`pounce.Server` as the hooks that receive it see it: what a
+    plugin that serves (``pounce_serve``) or stops (``pounce_shutdown``) may
+    use. (Described here rather than imported, so that this contract does
+    not depend on the server that implements it.)"""
+
+    config: ServerConfig
+    plugins: pluggy.PluginManager  # a PounceManager
+    app: Any  # the ASGI app, imported on first use
+    app_path: str | None
+    workers: int
+    worker_mode: str
+    sockets: list[socket.socket]
+    tls_context: ssl.SSLContext | None
+    lifespan_state: dict[str, Any]
+    exit_code: int
+
+    def shutdown(self, reason: str = "api") -> None:
+        """Start a graceful shutdown (thread-safe, idempotent)."""
+
+    def force_exit(self) -> None:
+        """Stop now, aborting connections."""
+
+    def add_waker(self, waker: Callable[[bool], None]) -> None:
+        """Have ``waker(force)`` called, from any thread, on shutdown."""
+
+    def remove_waker(self, waker: Callable[[bool], None]) -> None: ...
+
+    def emit(self, event: Any) -> None:
+        """Record a lifecycle event (a frozen dataclass)."""
+
+    def install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGINT/SIGTERM: the first drains, a second forces."""
+
+    async def lifespan_startup(self, app: Any) -> Any:
+        """Run the app's lifespan startup here; returns what to hand to
+        :meth:`lifespan_shutdown`."""
+
+    async def lifespan_shutdown(self, lifespan: Any) -> None: ...
 
 
 # -- CONFIG ---------------------------------------------------------------
@@ -46,7 +88,8 @@ def pounce_add_options(options: OptionRegistry) -> None:
     """Declare config options with ``options.add(section, key, ...)``.
 
     Every option, the core's included, is declared here; the CLI, TOML
-    validation, ``--help`` and docs/config.md are generated from the result.
+    validation, ``--help`` and the configuration reference (docs/configuration/) are
+    generated from the result.
     """
 
 
@@ -184,6 +227,23 @@ def pounce_worker_started(worker: Any) -> None:
     """Runs inside the worker (thread or process) before it accepts.
 
     ``worker`` has ``worker_id``, ``config`` and ``loop``.
+    """
+
+
+@hookspec
+def pounce_worker_draining(worker: Any) -> float | None:
+    """Runs inside the worker (thread or process) when its graceful drain
+    begins, before it stops accepting: a shutdown, a rolling restart, a
+    reload, or a worker recycled after ``max_requests``.
+
+    Called once per worker, on the worker's own loop, for every cause of a
+    drain (the worker cannot tell them apart). Return a number of seconds to
+    keep accepting and serving as usual before the drain proper starts, or
+    None: the worker waits for the largest answer (a second stop signal cuts
+    the wait short). The wait counts within ``timeout_graceful_shutdown``.
+    This is how a readiness endpoint turns 503 while the listener still
+    accepts, so that a load balancer stops sending before connections are
+    refused (the Kubernetes preStop pattern).
     """
 
 

@@ -3,7 +3,8 @@
 Plugins (the core included) declare options through ``pounce_add_options``.
 From the registry come the CLI parser (:mod:`pounce.core.cli`), TOML and
 environment validation (:mod:`pounce.core.config`), ``pounce --help`` and the
-generated ``docs/config.md``. Nothing about an option is written down twice.
+generated reference in ``docs/configuration/``. Nothing about an option is
+written down twice.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-_TYPES = ("str", "int", "float", "bool", "list")
+_TYPES = ("str", "int", "float", "bool", "list", "table")
 
 
 class OptionValueError(ValueError):
@@ -29,6 +30,10 @@ class Option:
     ``--no-x``, ``"value"`` takes ``--x true|false`` like uvicorn does for some
     flags. A list option given on the CLI splits on commas and may repeat.
     ``cli_split=False`` keeps commas inside values (``--header``).
+    A ``table`` is a TOML table with string keys (``[static] mounts``): as
+    text (environment, CLI) it is ``KEY=VALUE`` items, comma-separated, and
+    its flag may repeat (``--static /a=dir --static /b=dir2``); what its
+    values may be beyond strings is the option's ``validator``'s business.
     ``aliases`` maps extra accepted spellings (such as uvicorn's ``0/1/2`` for
     ``cert_reqs``) to canonical values.
     """
@@ -76,6 +81,8 @@ class Option:
             text = "true or false"
         elif self.type == "list":
             text = "a list of strings"
+        elif self.type == "table":
+            text = "a table (KEY=VALUE items as text)"
         else:
             text = "a string"
         if self.min is not None and self.max is not None:
@@ -127,6 +134,8 @@ class Option:
             raise OptionValueError(self.describe())
         if self.type == "list":
             return [part.strip() for part in text.split(",") if part.strip()]
+        if self.type == "table":
+            return table_from_items([p.strip() for p in text.split(",") if p.strip()], self.describe())
         return text
 
     def _check_type(self, value: Any) -> Any:
@@ -143,6 +152,12 @@ class Option:
         elif kind == "list":
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 return tuple(value)
+        elif kind == "table":
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                value = table_from_items(value, self.describe())  # a repeated flag's items
+            if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+                # A copy (nested tables too): the frozen config owns its values.
+                return {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}
         elif isinstance(value, str):
             return value
         raise OptionValueError(self.describe())
@@ -150,6 +165,17 @@ class Option:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def table_from_items(items: Sequence[str], expected: str) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (CLI flags, an environment variable) as a table."""
+    table: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionValueError(expected)
+        table[key.strip()] = value.strip()
+    return table
 
 
 def describe_found(value: Any) -> str:
@@ -186,7 +212,7 @@ class OptionRegistry:
         cli: str | Sequence[str] | None = None,
         **extra: Any,
     ) -> Option:
-        """Declare ``[section] key``. ``type`` is one of str, int, float, bool, list."""
+        """Declare ``[section] key``. ``type`` is one of str, int, float, bool, list, table."""
         if type not in _TYPES:
             raise ValueError(f"option {section}.{key}: type must be one of {_TYPES}")
         if (section, key) in self._options:

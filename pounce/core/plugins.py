@@ -9,6 +9,7 @@ discovered but only activated when enabled (or with ``autoload``).
 from __future__ import annotations
 
 import importlib
+import logging
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from typing import Any
 
 import pluggy
 
-from pounce.core import hookspecs
+from pounce.core import config, hookspecs
 from pounce.core.errors import ConfigError, PluginError, PounceError
 from pounce.core.options import OptionRegistry
+
+logger = logging.getLogger("pounce.worker")
 
 ENTRY_POINT_GROUP = "pounce.plugins"
 
@@ -30,6 +33,11 @@ _BUILTIN_FALLBACK = {
     "tls": "pounce.plugins.tls",
     "supervisor": "pounce.plugins.supervisor",
     "reload": "pounce.plugins.reload",
+    "static": "pounce.plugins.static",
+    "compression": "pounce.plugins.compression",
+    "health": "pounce.plugins.health",
+    "request_id": "pounce.plugins.request_id",
+    "rate_limit": "pounce.plugins.rate_limit",
 }
 
 
@@ -64,7 +72,7 @@ def discover() -> dict[str, PluginInfo]:
         builtin = (dist_name or "").lower() == "pounce"
         found.setdefault(ep.name, PluginInfo(ep.name, ep.value, dist_name, version, builtin, ep))
     if not any(info.builtin for info in found.values()):
-        from pounce import __version__
+        from pounce._version import __version__
 
         for name, value in _BUILTIN_FALLBACK.items():
             found.setdefault(name, PluginInfo(name, value, "pounce", __version__, True))
@@ -128,6 +136,24 @@ class PounceManager(pluggy.PluginManager):
         connection-level extension point costs nothing per connection.
         """
         return self._chain("pounce_wrap_protocol", config, "factory", factory)
+
+    def drain_delay(self, worker: Any) -> float:
+        """Announce a worker's drain (``pounce_worker_draining``) and return
+        the longest wait asked for. A plugin that raises or answers nonsense
+        is logged and ignored: the drain itself must go on whatever a plugin
+        does."""
+        try:
+            answers = self.call("pounce_worker_draining", worker=worker) or []
+        except PounceError as exc:
+            logger.error("%s", exc)
+            return 0.0
+        delays = [0.0]
+        for answer in answers:
+            if isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == answer:
+                delays.append(max(0.0, float(answer)))
+            else:
+                logger.error("pounce_worker_draining: expected a number of seconds or None, found %r", answer)
+        return max(delays)
 
     def _chain(self, hook: str, config: Any, key: str, value: Any) -> Any:
         """Let each implementation of a wrapping hook wrap the previous result.
@@ -269,3 +295,6 @@ __all__ = [
     "plugin_name",
 ]
 
+
+
+config.use_manager_factory(build_plugin_manager)

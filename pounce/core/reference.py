@@ -40,6 +40,8 @@ def _value(value: object) -> str:
         return f'`"{value}"`'
     if isinstance(value, tuple):
         return "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
+    if isinstance(value, dict):
+        return "`{" + ", ".join(f'"{k}" = "{v}"' for k, v in value.items()) + "}`"
     return f"`{value}`"
 
 
@@ -58,7 +60,7 @@ def _flags(option: Option) -> str:
         return "—"
     if option.type == "bool" and option.cli_style == "switch":
         return ", ".join(f"`{f}` / `--no-{f[2:]}`" for f in option.cli)
-    suffix = " (repeatable)" if option.type == "list" else ""
+    suffix = " (repeatable)" if option.type in ("list", "table") else ""
     return ", ".join(f"`{f} {option.metavar or 'VALUE'}`" for f in option.cli) + suffix
 
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pounce import __version__
+from pounce._version import __version__
 from pounce.core.boot import WorkerLifespan
 from pounce.core.config import ServerConfig
 from pounce.core.errors import AppLoadError, PluginError, PounceError

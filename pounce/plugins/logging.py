@@ -16,6 +16,16 @@ returns one plain closure per worker, with everything that does not depend on
 the request (which fields the format needs, the logger, the level check)
 worked out before the first request arrives.
 
+Two scope keys steer an access record: ``scope["state"]["request_id"]``
+(set by the ``request_id`` plugin) is its ``request_id`` field, and
+``ACCESS_LEVEL_KEY`` (set by the ``health`` plugin for probes) lowers its
+level. ``request_id_var`` carries the id of the request being served into
+every JSON record logged meanwhile.
+
+``[logging] server_timing = true`` adds ``Server-Timing: app;dur=<ms>`` to
+each HTTP response: the time from calling the app to the app starting its
+response (the part of the latency the app is responsible for).
+
 Each record is written with one ``write`` system call on the stderr file
 descriptor. A process worker's records therefore reach a shared pipe or file
 whole: writes up to ``PIPE_BUF`` (4096 bytes on Linux) to a pipe are atomic,
@@ -25,6 +35,7 @@ and JSON records are always a single line.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import logging.config
@@ -49,6 +60,14 @@ logging.addLevelName(TRACE, "TRACE")
 
 _LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
+# The id of the request being served in this context (set by the request_id
+# plugin around the app call); JSON records logged meanwhile carry it.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("pounce_request_id", default=None)
+
+# A scope key holding a logging level for the request's access record
+# (health probes: DEBUG); absent, the record is logged at INFO.
+ACCESS_LEVEL_KEY = "pounce.access_log_level"
+
 DEFAULT_ACCESS_FORMAT = '%(client)s - "%(request_line)s" %(status)s %(bytes)s %(duration_ms).1fms'
 
 # Every field access_log_format may name, with a sample value of the type the
@@ -68,7 +87,7 @@ ACCESS_FIELDS: dict[str, Any] = {
     "duration_s": 0.0005,             # float: seconds
     "user_agent": "curl/8.0",         # "-" when absent
     "referer": "-",                   # "-" when absent
-    "request_id": "-",                # X-Request-ID header, "-" when absent
+    "request_id": "-",                # the request_id plugin's id (off: the X-Request-ID header), "-" if none
     "worker": 0,                      # int worker id
     "pid": 1,                         # int process id
 }
@@ -128,6 +147,9 @@ def pounce_add_options(options: Any) -> None:
     add("logging", "access_log_format", "str", DEFAULT_ACCESS_FORMAT,
         "printf-style access line using %(field)s specs; fields: " + ", ".join(ACCESS_FIELDS) + ".",
         validator=_validate_access_format)
+    add("logging", "server_timing", "bool", False,
+        "Add Server-Timing: app;dur=<ms> to HTTP responses (time from calling the app to its response start).",
+        cli="--server-timing")
     add("logging", "config_file", "str", None, "A logging dictConfig file (TOML or JSON) replacing the defaults.",
         cli="--log-config", nullable=True, metavar="PATH")
 
@@ -218,7 +240,8 @@ class JsonFormatter(logging.Formatter):
     ``ts`` (UTC, ISO 8601 with milliseconds), ``level`` (lower case),
     ``logger``, ``worker`` (int, or null for the main process), ``msg``; access
     records add ``client method path query http_version status bytes
-    duration_ms`` and ``request_id`` when the request had an X-Request-ID;
+    duration_ms`` and ``request_id`` when the request had one; any other
+    record logged while a request with an id runs adds its ``request_id``;
     a record with an exception adds ``exc`` (the formatted traceback)."""
 
     def __init__(self) -> None:
@@ -242,6 +265,10 @@ class JsonFormatter(logging.Formatter):
             data["duration_ms"] = round(access["duration_ms"], 3)
             if access["request_id"] != "-":
                 data["request_id"] = access["request_id"]
+        else:
+            request_id = request_id_var.get()
+            if request_id is not None:
+                data["request_id"] = request_id
         if record.exc_info:
             if not record.exc_text:
                 record.exc_text = self.formatException(record.exc_info)
@@ -493,20 +520,30 @@ def pounce_request_observer(config: Any) -> Observer | None:
     logger = logging.getLogger("pounce.access")
     if not logger.isEnabledFor(logging.INFO):
         return None
-    return make_access_logger(section.get("access_log_format", DEFAULT_ACCESS_FORMAT), logger)
+    ids_from_state = bool(config.section("request_id").get("enabled", False))
+    return make_access_logger(section.get("access_log_format", DEFAULT_ACCESS_FORMAT), logger,
+                              ids_from_state=ids_from_state)
 
 
-def make_access_logger(fmt: str, logger: logging.Logger) -> Observer:
+def make_access_logger(fmt: str, logger: logging.Logger, *, ids_from_state: bool = False) -> Observer:
     """Build the per-request callable for ``fmt``.
 
     Always computes the fields the JSON record needs; header scans (user
     agent, referer) only when the format names them. The message is
     formatted lazily by the handler (``fmt % fields``), so a handler that
     drops the record costs nothing more.
+
+    ``ids_from_state``: the request_id plugin is on, so the id is the one it
+    put in ``scope["state"]`` (trusted or generated), never a header a
+    client chose. Off, the ``X-Request-ID`` header is logged as sent.
     """
     used = set(check_access_format(fmt))
     want_ua = "user_agent" in used
     want_referer = "referer" in used
+    want_header_id = not ids_from_state
+    scan_headers = want_ua or want_referer or want_header_id
+    enabled_for = logger.isEnabledFor
+    level_names: dict[int, str] = {}
     pid = os.getpid()
     handle = logger.handle
     # Every access record has the same origin attributes (logger, level,
@@ -531,14 +568,22 @@ def make_access_logger(fmt: str, logger: logging.Logger) -> Observer:
         path = raw_path.decode("latin-1") if raw_path else scope.get("path", "")
         query = scope.get("query_string", b"").decode("latin-1")
         version = scope.get("http_version", "1.1")
+        level = scope.get(ACCESS_LEVEL_KEY)
+        if level is not None and not enabled_for(level):
+            return
         request_id = user_agent = referer = "-"
-        for key, value in scope.get("headers", ()):
-            if key == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif want_ua and key == b"user-agent":
-                user_agent = value.decode("latin-1")
-            elif want_referer and key == b"referer":
-                referer = value.decode("latin-1")
+        if ids_from_state:
+            state = scope.get("state")
+            if state:
+                request_id = state.get("request_id") or "-"
+        if scan_headers:
+            for key, value in scope.get("headers", ()):
+                if want_header_id and key == b"x-request-id":
+                    request_id = value.decode("latin-1")
+                elif want_ua and key == b"user-agent":
+                    user_agent = value.decode("latin-1")
+                elif want_referer and key == b"referer":
+                    referer = value.decode("latin-1")
         worker = current_worker()
         fields = {
             "client": client_text,
@@ -569,7 +614,39 @@ def make_access_logger(fmt: str, logger: logging.Logger) -> Observer:
         attrs["relativeCreated"] = (created - start) * 1000.0
         attrs["args"] = fields
         attrs["access"] = fields
+        if level is not None:
+            attrs["levelno"] = level
+            attrs["levelname"] = level_names.get(level) or level_names.setdefault(
+                level, logging.getLevelName(level))
         handle(record)
 
     return observe
+
+
+# -- Server-Timing -------------------------------------------------------------
+
+
+@hookimpl(trylast=True)
+def pounce_wrap_app(config: Any, app: Any) -> Any:
+    """Innermost wrapper (trylast), so that it times the app alone; None
+    unless ``[logging] server_timing`` is on."""
+    if not config.section("logging").get("server_timing", False):
+        return None
+    clock = time.perf_counter
+
+    async def server_timing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = clock()
+
+        async def send_timed(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                value = b"app;dur=%.3f" % ((clock() - started) * 1000.0)
+                message = {**message, "headers": [*(message.get("headers") or ()), (b"server-timing", value)]}
+            await send(message)
+
+        await app(scope, receive, send_timed)
+
+    return server_timing_app
 

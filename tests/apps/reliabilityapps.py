@@ -1,4 +1,4 @@
-"""Apps for tests/test_reliability_*.py (importable as ``reliabilityapps:NAME``
+"""Apps for tests/reliability/ (importable as ``reliabilityapps:NAME``
 in subprocesses: the fault tests run pounce as a user would)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ SENT = {"big": 0}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """/hello, /slow?SECONDS, /hang (never answers), /big (streams 256 MiB),
+    """/hello, /slow?SECONDS, /hang (never answers; prints that it hangs), /big (streams 256 MiB),
     /progress (how much of /big went into send so far)."""
     if scope["type"] == "lifespan":
         while True:
@@ -27,6 +27,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/slow":
         await asyncio.sleep(float(scope["query_string"] or b"1"))
     elif path == "/hang":
+        # Said on stdout so that a test can wait for it (the server's output).
+        print("hanging on /hang", flush=True)
         await asyncio.Event().wait()
     elif path == "/big":
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -67,11 +67,17 @@ async def failing_startup(scope: dict[str, Any], receive: Any, send: Any) -> Non
         await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
 
 
+SLOW_STARTED = [0]  # requests ``slow`` has begun in this process (in-process tests wait on it)
+
+
 async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Sleeps for ?seconds (default 1) before answering."""
+    """Sleeps for ?seconds (default 1) before answering; says on stdout
+    that it started, for a test that runs it in a ``pounce`` subprocess."""
     if scope["type"] != "http":
         return
     seconds = float(scope["query_string"].decode() or 1)
+    SLOW_STARTED[0] += 1
+    print(f"slow: sleeping {seconds:g} s", flush=True)
     await asyncio.sleep(seconds)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"done"})

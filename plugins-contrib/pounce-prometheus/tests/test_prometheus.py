@@ -105,6 +105,7 @@ def scrape_while_loaded(url: str, requests: int, threads: int) -> list[str]:
     return scrapes
 
 
+@pytest.mark.slow
 def test_metrics_single_worker(tmp_path: Path) -> None:
     with start(tmp_path) as proc:
         url = proc.url
@@ -180,6 +181,7 @@ def worker_pids(text: str) -> dict[str, int]:
             for m in re.finditer(r'^pounce_worker_pid\{worker="(\w+)"\} (\S+)$', text, re.M)}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not supervisor_works(), reason="pounce's supervisor plugin is not available")
 def test_metrics_totals_over_two_worker_processes(tmp_path: Path) -> None:
     requests, threads = 60, 4

@@ -83,6 +83,7 @@ def pounce_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_ready_watchdog_status_and_stopping_single_worker(tmp_path: Path, listener: NotifyListener) -> None:
     env = pounce_env(NOTIFY_SOCKET=listener.address, WATCHDOG_USEC="200000")
     proc = ServerProcess(["pounce.demo:app", "--port", "0", "--plugin", "systemd"], cwd=tmp_path, env=env)
@@ -107,6 +108,7 @@ def test_ready_watchdog_status_and_stopping_single_worker(tmp_path: Path, listen
     assert stopping_at > ready_at
 
 
+@pytest.mark.slow
 def test_ready_only_when_both_worker_processes_accept(tmp_path: Path, listener: NotifyListener) -> None:
     # WATCHDOG_PID names another process: the watchdog is not ours to feed.
     env = pounce_env(NOTIFY_SOCKET=listener.address, WATCHDOG_USEC="100000", WATCHDOG_PID="1")
@@ -125,6 +127,7 @@ def test_ready_only_when_both_worker_processes_accept(tmp_path: Path, listener: 
     assert any("exited" in t for t in listener.texts())
 
 
+@pytest.mark.slow
 def test_thread_workers_report_in_order(tmp_path: Path, listener: NotifyListener) -> None:
     env = pounce_env(NOTIFY_SOCKET=listener.address)
     args = ["pounce.demo:app", "--port", "0", "--plugin", "systemd", "--workers", "3", "--worker-mode", "thread"]
@@ -138,6 +141,7 @@ def test_thread_workers_report_in_order(tmp_path: Path, listener: NotifyListener
     assert "READY=1" in serving[-1]
 
 
+@pytest.mark.slow
 def test_abstract_notify_socket(tmp_path: Path) -> None:
     lis = NotifyListener(f"@pounce-test-{uuid.uuid4().hex}")
     try:

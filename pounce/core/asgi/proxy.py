@@ -21,6 +21,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SCHEMES = frozenset({"http", "https", "ws", "wss"})
 
+# Scope key set on every request whose peer is a trusted proxy, holding that
+# peer's address (the ``client`` before any rewrite; None for a unix-socket
+# peer). Plugins that must know whether to believe other headers of the
+# request (``request_id`` with X-Request-ID) read it: by the time an ASGI
+# wrapper runs, ``client`` may already be the real client.
+TRUSTED_PEER_KEY = "pounce.trusted_peer"
+
 
 class ProxyTrust:
     """``forwarded_allow_ips``: addresses, CIDR networks, ``*``, and
@@ -68,8 +75,9 @@ class ProxyTrust:
         """Rewrite ``client``, ``scheme`` and the ``host`` header from a trusted proxy.
 
         RFC 7239 ``Forwarded`` wins over the ``X-Forwarded-*`` family when both
-        are present.
+        are present. Also notes the peer itself under ``TRUSTED_PEER_KEY``.
         """
+        scope[TRUSTED_PEER_KEY] = scope["client"]
         forwarded: list[bytes] = []
         xff: list[bytes] = []
         protos: list[bytes] = []

@@ -20,6 +20,10 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # http_version as the scope spells it, by the protocol's bytes.
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0", b"2": "2", b"3": "3"}
 _TRAILERS: dict[str, Any] = {}
+# ``http.response.pathsend`` as pounce advertises it: ``ranges`` says that
+# the message may carry ``offset`` and ``count`` (a byte range of the file),
+# which the ASGI extension itself lacks.
+PATHSEND: dict[str, Any] = {"ranges": True}
 
 
 class ConnectionInfo:
@@ -28,12 +32,16 @@ class ConnectionInfo:
     __slots__ = ("client", "server", "scheme", "extensions", "trusted_proxy")
 
     def __init__(self, ctx: AppContext, client: tuple[str, int] | None, server: tuple[str, int | None] | None,
-                 tls: dict[str, Any] | None = None) -> None:
+                 tls: dict[str, Any] | None = None, *, pathsend: bool = False) -> None:
         self.client = client
         self.server = server
         self.scheme = "https" if tls is not None else "http"
-        # ASGI extensions fixed for the connection (``tls``); copied per request.
+        # ASGI extensions fixed for the connection (``tls``, and
+        # ``http.response.pathsend`` where the owner has ``send_file``);
+        # copied per request.
         self.extensions: dict[str, Any] = {"tls": tls} if tls is not None else {}
+        if pathsend:
+            self.extensions["http.response.pathsend"] = PATHSEND
         proxy = ctx.proxy
         self.trusted_proxy = proxy is not None and proxy.trusts(client[0] if client else None)
 

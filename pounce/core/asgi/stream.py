@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
@@ -69,6 +70,14 @@ class StreamOwner(Protocol):
 
     async def drain(self, stream: HttpStream) -> None:
         """Wait until the stream may send again (or is gone)."""
+
+    async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
+                        file: BinaryIO, offset: int, count: int) -> None:
+        """The whole response: the head (with Content-Length), then ``count``
+        bytes of ``file`` from ``offset`` (``http.response.pathsend``), by
+        the cheapest means the transport has (``sendfile(2)`` on plain TCP);
+        the caller opens and closes the file. Only owners whose connection
+        info advertises pathsend are asked."""
 
     def abort(self, stream: HttpStream) -> None:
         """The response cannot be completed: end the stream abruptly (close
@@ -300,6 +309,15 @@ class HttpStream:
             if message.get("trailers", False):
                 self.trailers_expected = True
             return
+        if kind == "http.response.pathsend":
+            if not self.response_started:
+                raise RuntimeError("http.response.pathsend before http.response.start")
+            if self.response_complete or self.body_ended:
+                return
+            if self.headers_sent:
+                raise RuntimeError("http.response.pathsend after http.response.body")
+            await self._send_path(message)
+            return
         if kind == "http.response.trailers":
             if not self.trailers_expected or self.response_complete:
                 raise RuntimeError("http.response.trailers without trailers=True in http.response.start")
@@ -317,3 +335,35 @@ class HttpStream:
             self._wake()
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} on an http connection")
+
+    async def _send_path(self, message: dict[str, Any]) -> None:
+        """``http.response.pathsend``: the file at ``path`` is the whole body
+        (pounce also takes ``offset`` and ``count``, for byte ranges: its
+        extension says ``"ranges": True``). The length is checked against the
+        file before anything is written, so a wrong Content-Length is never
+        sent: a mismatch is the app's error (a 500)."""
+        path = message["path"]
+        offset = int(message.get("offset", 0))
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed below, once the owner is done
+        except OSError as exc:
+            raise RuntimeError(f"http.response.pathsend: cannot open {path!r}: {exc.strerror}") from None
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            count = message.get("count")
+            count = size - offset if count is None else int(count)
+            if offset < 0 or count < 0 or offset + count > size:
+                raise RuntimeError(f"http.response.pathsend: bytes {offset}+{count} of a {size}-byte file")
+            headers = self.response_headers
+            declared = [v for n, v in headers if n == b"content-length"]
+            if not declared:
+                headers = [*headers, (b"content-length", b"%d" % count)]
+            elif declared != [b"%d" % count]:
+                raise RuntimeError(f"http.response.pathsend: Content-Length {declared[0].decode()!r}, "
+                                   f"but the file gives {count} bytes")
+            self.headers_sent = True
+            await self.owner.send_file(self, self.status, headers, file, offset, count)
+        if not self.is_head and self.status not in _NO_BODY_STATUS:
+            self.bytes_sent += count
+        self.response_complete = True
+        self._wake()

@@ -356,6 +356,14 @@ class H1Connection:
             out += self._end()
         return out
 
+    def body_written(self, size: int) -> None:
+        """``size`` body bytes went out without :meth:`body` (sendfile): count
+        them against the declared length."""
+        if self.framing is CONTENT_LENGTH and not self.bodiless:
+            if size > self.remaining:
+                raise LocalProtocolError("Too much data for declared Content-Length")
+            self.remaining -= size
+
     def trailers(self, fields: list[tuple[bytes, bytes]]) -> bytes:
         """The end of the body with trailer fields, which go out only in a
         chunked body to a client that asked for them (``TE: trailers``);

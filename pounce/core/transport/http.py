@@ -23,24 +23,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pounce.core.asgi.scope import ConnectionInfo, build_scope, peer_addresses
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
+from pounce.core.asgi.websocket import WebSocketStream
 from pounce.core.protocol.events import (
     ConnectionClosed,
     Data,
     EndOfMessage,
+    LocalProtocolError,
     Paused,
     ProtocolError,
     Request,
 )
 from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
 from pounce.core.protocol.responses import error_response
+from pounce.core.protocol.websocket import HandshakeError, parse_handshake
+from pounce.core.transport.files import send_file
 from pounce.core.transport.tls import tls_extension
+from pounce.core.transport.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
-    from pounce.core.transport.worker import WorkerContext
+    from pounce.core.transport.context import WorkerContext
 
 __all__ = ["HttpProtocol", "set_nodelay"]
 
@@ -122,7 +127,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         client, server = peer_addresses(transport.get_extra_info("peername"),
                                         transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
-        self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None)
+        self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None,
+                                   pathsend=True)
         connections = ctx.connections
         connections.add(self)
         if ctx.limit_concurrency and len(connections) > ctx.limit_concurrency:
@@ -249,13 +255,54 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         upgrade = request.upgrade
         if upgrade is not None and ctx.websocket.enabled and upgrade.lower() == b"websocket":
-            from pounce.core.transport.websocket import upgrade_to_websocket
-
-            upgrade_to_websocket(self, request)
+            self.upgrade_to_websocket(request)
             return
         stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
         self.stream = stream
         stream.start()
+
+    def upgrade_to_websocket(self, request: Request) -> None:
+        """Hand the transport over to WebSocket for an ``Upgrade: websocket``.
+
+        Called right after the request head was read: the HTTP/1.1 connection
+        then holds exactly the bytes that followed the head (frames a client
+        sent early). ``limit_concurrency`` and draining were checked already.
+        A malformed handshake is answered (400/426) without calling the app.
+        """
+        ctx = self.ctx
+        conn = self.conn
+        try:
+            handshake = parse_handshake(request)
+        except HandshakeError as exc:
+            logger.debug("bad WebSocket handshake from %s: %s", self.client, exc)
+            conn.keep_alive = False
+            body = (str(exc) + "\n").encode("utf-8")
+            try:
+                self.write(conn.response(exc.status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                                      *exc.headers], body, False))
+            except LocalProtocolError:
+                pass
+            self._close()
+            return
+        transport = self.transport
+        assert transport is not None
+        scope = build_scope(ctx, self.info, request, "websocket")  # type: ignore[arg-type]
+        scope["subprotocols"] = handshake.subprotocols
+        scope["extensions"]["websocket.http.response"] = {}
+        early = conn.take_held()
+        conn.keep_alive = False  # a denial response ends the connection
+        ws = WebSocketProtocol(ctx, transport, conn, handshake)
+        ws.stream = WebSocketStream(ws, ctx, scope, handshake, early)
+        # From here on this protocol neither reads nor writes, and it no
+        # longer counts as a connection of its own.
+        self._cancel_timer()
+        transport.set_protocol(ws)
+        self.closed = True
+        ctx.connections.discard(self)
+        ctx.connections.add(ws)
+        if self.read_paused:
+            transport.resume_reading()
+        ws.stream.start()
 
     # -- StreamOwner: what the stream asks of the connection -------------------------
 
@@ -290,6 +337,21 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._drain_waiter = self.loop.create_future()
             await self._drain_waiter
             self._drain_waiter = None
+
+    async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
+                        file: BinaryIO, offset: int, count: int) -> None:
+        conn = self.conn
+        self._write_or_raise(stream, conn.response(status, headers, b"", True))
+        if count and not conn.bodiless:
+            try:
+                await send_file(self.loop, self.transport, file, offset, count, self.ctx,  # type: ignore[arg-type]
+                                self.drain)
+            except (ConnectionError, RuntimeError, OSError) as exc:
+                # The client went away mid-file (or the transport closed).
+                stream.on_disconnect()
+                raise ClientDisconnected("the client has disconnected") from exc
+            conn.body_written(count)
+        self.write(conn.body(b"", False))
 
     def abort(self, stream: HttpStream | None = None) -> None:
         """End the connection: the stream's response cannot be completed.

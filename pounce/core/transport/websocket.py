@@ -1,11 +1,10 @@
 """WebSocket over an upgraded HTTP/1.1 connection: the asyncio side.
 
-:func:`upgrade_to_websocket` is called by the HTTP/1.1 connection when a
-request asks for ``Upgrade: websocket``. A malformed handshake is answered
-(400/426) without calling the app; a valid one hands the transport over to a
-new :class:`WebSocketProtocol`, which moves bytes for a
-:class:`~pounce.core.asgi.websocket.WebSocketStream` (the ASGI phases, the
-session, the timers) and is that stream's owner.
+The HTTP/1.1 connection (:meth:`pounce.core.transport.http.HttpProtocol.upgrade_to_websocket`)
+answers a malformed handshake (400/426) without calling the app, and hands
+the transport of a valid one over to a new :class:`WebSocketProtocol`,
+which moves bytes for a :class:`~pounce.core.asgi.websocket.WebSocketStream`
+(the ASGI phases, the session, the timers) and is that stream's owner.
 """
 
 from __future__ import annotations
@@ -14,62 +13,16 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.websocket import WebSocketStream
-from pounce.core.protocol.events import LocalProtocolError, Request
-from pounce.core.protocol.websocket import Handshake, HandshakeError, parse_handshake, switching_protocols
+from pounce.core.protocol.websocket import Handshake, switching_protocols
 
 if TYPE_CHECKING:
     from pounce.core.protocol.http11 import H1Connection
-    from pounce.core.transport.http import HttpProtocol
-    from pounce.core.transport.worker import WorkerContext
+    from pounce.core.transport.context import WorkerContext
 
-__all__ = ["WebSocketProtocol", "upgrade_to_websocket"]
+__all__ = ["WebSocketProtocol"]
 
 logger = logging.getLogger("pounce.websocket")
-
-
-def upgrade_to_websocket(protocol: HttpProtocol, request: Request) -> None:
-    """Take over ``protocol``'s transport for a WebSocket handshake.
-
-    Called right after the request head was read: the HTTP/1.1 connection
-    then holds exactly the bytes that followed the head (frames a client
-    sent early). ``limit_concurrency`` and draining were checked already.
-    """
-    ctx = protocol.ctx
-    conn = protocol.conn
-    try:
-        handshake = parse_handshake(request)
-    except HandshakeError as exc:
-        logger.debug("bad WebSocket handshake from %s: %s", protocol.client, exc)
-        conn.keep_alive = False
-        body = (str(exc) + "\n").encode("utf-8")
-        try:
-            protocol.write(conn.response(exc.status, [(b"content-type", b"text/plain; charset=utf-8"),
-                                                      *exc.headers], body, False))
-        except LocalProtocolError:
-            pass
-        protocol._close()
-        return
-    transport = protocol.transport
-    assert transport is not None
-    scope = build_scope(ctx, protocol.info, request, "websocket")  # type: ignore[arg-type]
-    scope["subprotocols"] = handshake.subprotocols
-    scope["extensions"]["websocket.http.response"] = {}
-    early = conn.take_held()
-    conn.keep_alive = False  # a denial response ends the connection
-    ws = WebSocketProtocol(ctx, transport, conn, handshake)
-    ws.stream = WebSocketStream(ws, ctx, scope, handshake, early)
-    # Hand the transport over: from here on the HTTP protocol must neither read
-    # nor write, and it no longer counts as a connection of its own.
-    protocol._cancel_timer()
-    transport.set_protocol(ws)
-    protocol.closed = True
-    ctx.connections.discard(protocol)
-    ctx.connections.add(ws)
-    if protocol.read_paused:
-        transport.resume_reading()
-    ws.stream.start()
 
 
 class WebSocketProtocol(asyncio.BufferedProtocol):

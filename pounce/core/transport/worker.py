@@ -2,32 +2,23 @@
 connections until told to stop.
 
 Everything a connection needs that does not change per request is computed
-here once per worker and kept on :class:`WorkerContext`: header bytes,
-timeouts, limits, the read buffer (and, from :class:`AppContext`, the
-wrapped app, the request observers, proxy trust). Protocols read it; no
-pluggy hook is called per request or per connection.
+once per worker and kept on its :class:`~pounce.core.transport.context.WorkerContext`.
+Protocols read it; no pluggy hook is called per request or per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from pounce.core.asgi.context import AppContext, Observer
-from pounce.core.protocol.responses import DefaultHeaders
 from pounce.core.transport.accept import SheddingSocket
 from pounce.core.transport.allocator import tune_allocator
+from pounce.core.transport.context import READ_BUFFER_SIZE, WorkerContext
 from pounce.core.transport.http import HttpProtocol
-
-if TYPE_CHECKING:
-    from pounce.core.config import ServerConfig
 
 __all__ = ["ACCEPT_GRACE", "READ_BUFFER_SIZE", "Worker", "WorkerContext"]
 
@@ -36,61 +27,7 @@ logger = logging.getLogger("pounce.worker")
 # How long connections accepted just before a drain get to send their request.
 ACCEPT_GRACE = 0.25
 
-# Bytes read from a socket at once (asyncio's own default read size).
-READ_BUFFER_SIZE = 256 * 1024
-
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
-
-
-class WorkerContext(AppContext):
-    """Per-worker constants and shared state for every connection."""
-
-    def __init__(
-        self,
-        config: ServerConfig,
-        app: Any,
-        *,
-        observers: tuple[Observer, ...] = (),
-        tls: ssl.SSLContext | None = None,
-        worker_id: int = 0,
-        state: dict[str, Any] | None = None,
-        max_requests: int | None = None,
-        on_request_limit: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(config, app, observers=observers, state=state, max_requests=max_requests,
-                         on_request_limit=on_request_limit)
-        self.tls = tls
-        self.worker_id = worker_id
-        self.connections: set[Any] = set()
-        self.shutting_down = False
-        # Every connection of this worker reads into this one buffer and
-        # copies out what arrived (see ``HttpProtocol.get_buffer``). Reading
-        # with ``recv(256 KiB)`` instead allocates 256 KiB per read and shrinks
-        # it to the bytes received; the shrunk leftovers fragment glibc's
-        # heap, which the long soak saw as RSS creeping by ~0.2 bytes per
-        # request with Python's own allocations flat. One buffer per worker
-        # (never shared between threads) is safe because each read is copied
-        # before any other read on the same loop can happen. A memoryview,
-        # not the bytearray: asyncio's TLS layer fills it in slices, and a
-        # bytearray slice would be a copy.
-        self.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
-
-        http = config.http
-        self.keep_alive_timeout: float = config.timeout_keep_alive
-        self.header_timeout: float = http.timeout_request_header
-        self.max_head_size: int = http.max_incomplete_event_size
-        self.fast_path: bool = http.fast_path
-        self.limit_concurrency: int = config.limit_concurrency
-        extra: list[tuple[bytes, bytes]] = []
-        for item in config.headers:
-            name, _, value = item.partition(":")
-            extra.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
-        self.default_headers = DefaultHeaders(server=config.server_header, date=config.date_header, extra=extra)
-        self.update_date()
-
-    def update_date(self) -> None:
-        """Refresh the cached ``Date`` value; called once a second."""
-        self.default_headers.refresh(email.utils.formatdate(time.time(), usegmt=True).encode("ascii"))
 
 
 class Worker:
@@ -101,7 +38,9 @@ class Worker:
     are closed when it stops accepting (give it duplicates to keep yours); plugins see it in
     ``pounce_worker_started`` (``started``, called on the worker's loop before
     it accepts). ``wrap_protocol`` turns the core's protocol factory into the
-    one plugins asked for (``pounce_wrap_protocol``), once.
+    one plugins asked for (``pounce_wrap_protocol``), once; ``draining``
+    announces the drain (``pounce_worker_draining``) and answers how many
+    seconds to go on accepting first.
     """
 
     def __init__(
@@ -111,6 +50,7 @@ class Worker:
         *,
         started: Callable[[Worker], None] | None = None,
         wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None,
+        draining: Callable[[Worker], float] | None = None,
     ) -> None:
         self.ctx = ctx
         self.config = ctx.config
@@ -119,6 +59,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = started
         self._wrap_protocol = wrap_protocol
+        self._draining = draining
         self._servers: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Event | None = None
         self._force = False
@@ -183,16 +124,27 @@ class Worker:
         keep-alive connections) are still served, with ``Connection: close``;
         then idle connections are closed, anything newer gets 503, in-flight
         requests get until ``timeout`` and what is left is aborted.
+
+        Before all that, plugins hear that the drain begins and may ask the
+        worker to go on accepting for a while (``[health] shutdown_delay``:
+        readiness says 503 while the load balancer catches up); that wait
+        counts within ``timeout``.
         """
         ctx = self.ctx
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        deadline = started + timeout
+        delay = self._draining(self) if self._draining is not None else 0.0
+        keep_accepting_until = started + min(delay, timeout)
+        while time.monotonic() < keep_accepting_until and not self._force:
+            await asyncio.sleep(min(0.05, max(0.0, keep_accepting_until - time.monotonic())))
+        stopped_at = time.monotonic()
         self._stop_accepting(loop)
         for _ in range(2):  # an accepted socket attaches one loop turn later
             await asyncio.sleep(0)
         for conn in list(ctx.connections):
             conn.shutdown()
-        grace_end = started + min(ACCEPT_GRACE, timeout)
+        grace_end = stopped_at + min(ACCEPT_GRACE, max(0.0, deadline - stopped_at))
         while ctx.connections and time.monotonic() < grace_end and not self._force:
             await asyncio.sleep(0.02)
         ctx.shutting_down = True
@@ -204,7 +156,6 @@ class Worker:
         # closing them now refuses new clients instead of queueing them.
         for sock in self.sockets:
             sock.close()
-        deadline = started + timeout
         while ctx.connections and time.monotonic() < deadline and not self._force:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
