@@ -179,7 +179,7 @@ if [ ! -e "$root$venv/.complete" ]; then
     rel=${fixture#"$repo/"}; cmds+="; $pip /src/${rel%/pyproject.toml}"
   done
   for contrib in "$repo"/plugins-contrib/*/pyproject.toml; do
-    rel=${contrib#"$repo/"}; cmds+="; $pip -e /src/${rel%/pyproject.toml}"
+    rel=${contrib#"$repo/"}; cmds+="; $pip -e '/src/${rel%/pyproject.toml}[test]'"
   done
   # pip's output goes to a log, shown only when the install fails.
   if ! in_root sh -c "set -e; $cmds; touch $venv/.complete" >"$root$venv.log" 2>&1; then

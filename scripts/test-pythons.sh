@@ -42,7 +42,7 @@ host_venv() {  # host_venv PYTHON VERSION -> path of a venv with pounce[test] in
     # pip's output goes to a log, shown only when the install fails.
     if ! ( "$python" -m venv "$venv" && $pip --upgrade pip && $pip -e ".[test,docs]" &&
            for dir in tests/fixtures/*/; do $pip "./$dir" || exit 1; done &&
-           for dir in plugins-contrib/*/; do $pip -e "./$dir" || exit 1; done ) >"$venv.log" 2>&1; then
+           for dir in plugins-contrib/*/; do $pip -e "./${dir%/}[test]" || exit 1; done ) >"$venv.log" 2>&1; then
       tail -n 30 "$venv.log" >&2
       return 1
     fi
