@@ -4,6 +4,7 @@
 #   scripts/sid-pythons.sh 3.14 [PYTEST ARGS...]   the suite on python3.14
 #   scripts/sid-pythons.sh 3.14 --exec CMD...      any command there, in /src
 #   scripts/sid-pythons.sh --prepare               only build/refresh the root
+#   scripts/sid-pythons.sh 3.14 --exec true          the root and the venv, no test
 #
 # pyenv has no 3.14 or 3.15 here and nothing may be downloaded from
 # python.org, but Debian unstable ships both as packages. This builds a
@@ -55,11 +56,15 @@ flock 9  # one run at a time builds the root or a venv
 
 stamp="$root/.pounce-packages"
 if [ ! -e "$stamp" ]; then
-  command -v debootstrap >/dev/null || {
+  if ! command -v debootstrap >/dev/null; then
     say "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
-      || die "debootstrap is missing and apt-get could not install it"
-  }
+    # Another apt-get (system-deps.sh) may hold the lock for a while.
+    apt_get=(apt-get -o DPkg::Lock::Timeout=300 -y -qq)
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install debootstrap >/dev/null 2>&1 || {
+      "${apt_get[@]}" update >/dev/null 2>&1
+      DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install debootstrap >/dev/null
+    } || die "debootstrap is missing and apt-get could not install it"
+  fi
   say "building a Debian unstable root in $root (a few minutes, once)"
   rm -rf --one-file-system "$root.new"
   # Only the interpreters here: debootstrap does not resolve alternatives

@@ -11,6 +11,10 @@
 # slow, plus the packaging tests (the sdist and wheel install and run on
 # every version). On 3.14 and 3.15 deprecation warnings are errors.
 #
+# `--prepare` only builds what the runs need (the Debian root, every venv),
+# two chains at once, and runs no test: CI does that in the background
+# while `make test` runs.
+#
 # POUNCE_PYTHONS="3.12 3.14" picks versions. A version whose interpreter is
 # missing fails the run under CI (CI=true) and is skipped, with a line saying
 # so, elsewhere. Each venv is kept and named after a hash of the
@@ -50,6 +54,26 @@ host_venv() {  # host_venv PYTHON VERSION -> path of a venv with pounce[test] in
   fi
   echo "$venv"
 }
+
+if [ "${1:-}" = --prepare ]; then
+  sid=() host=()
+  for version in "${versions[@]}"; do
+    case $version in 3.14|3.15) sid+=("$version") ;; *) host+=("$version") ;; esac
+  done
+  (
+    for version in "${sid[@]}"; do
+      bash scripts/sid-pythons.sh "$version" --exec true || exit 1
+    done
+  ) &
+  sid_chain=$!
+  status=0
+  for version in "${host[@]}"; do
+    python=$(pyenv_python "$version") || continue  # the run itself reports it
+    host_venv "$python" "$version" >/dev/null || status=1
+  done
+  wait "$sid_chain" || status=1
+  exit $status
+fi
 
 results=()
 failed=0
