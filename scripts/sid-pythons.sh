@@ -30,9 +30,13 @@ pythons=(3.14 3.15)
 # Debian packages in the root. Keep the peers in step with system-deps.sh.
 peers=(curl chromium nginx systemd iproute2)
 tools=(make wrk)  # test_packaging runs `make run-setup`; benchmarks/worker_modes.py needs 3.14
+# A compiler and the headers, for test dependencies that have no wheel for
+# a new Python yet (zstandard on 3.15) and build from source.
+build=(gcc libc6-dev)
 base=(ca-certificates)
 for v in "${pythons[@]}"; do base+=("python$v" "python$v-venv"); done
-packages=("${base[@]}" "${peers[@]}" "${tools[@]}")
+for v in "${pythons[@]}"; do build+=("python$v-dev"); done
+packages=("${base[@]}" "${peers[@]}" "${tools[@]}" "${build[@]}")
 
 die() { echo "sid-pythons: $*" >&2; exit 2; }
 say() { echo "sid-pythons: $*" >&2; }
