@@ -2,6 +2,7 @@
 # One command for the whole benchmark on a fresh machine:
 #   bash benchmarks/run.sh [bench.py options]     (or: make bench)
 #   bash benchmarks/run.sh --files [files_bench.py options]   (static files, compression)
+#   bash benchmarks/run.sh --h3 [h3_bench.py options]         (HTTP/3 against hypercorn)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
 # and uvloop, matplotlib, py-spy), installs wrk with apt-get when it is
 # missing, raises the open-file limit for the 10,000-connection scenario,
@@ -26,10 +27,10 @@ fi
 stamp="$venv/.bench-stamp"
 want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bench: installing pounce, uvicorn[standard], starlette, granian, matplotlib, py-spy into $venv" >&2
+  echo "bench: installing pounce, uvicorn[standard], starlette, granian, hypercorn[h3], matplotlib, py-spy into $venv" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli]" "uvicorn[standard]" httptools uvloop wsproto \
-    websockets matplotlib py-spy starlette granian
+  "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli,http3]" "uvicorn[standard]" httptools uvloop wsproto \
+    websockets matplotlib py-spy starlette granian "hypercorn[h3]" trustme
   echo "$want" > "$stamp"
 fi
 
@@ -52,5 +53,9 @@ cd "$here"
 if [ "${1:-}" = "--files" ]; then
   shift
   exec "$venv/bin/python" "$here/files_bench.py" "$@"
+fi
+if [ "${1:-}" = "--h3" ]; then
+  shift
+  exec "$venv/bin/python" "$here/h3_bench.py" "$@"
 fi
 exec "$venv/bin/python" "$here/bench.py" "$@"

@@ -333,7 +333,8 @@ HYPERCORN: dict[str, tuple[str | None, str]] = {
     "log_config": ("logging.config_file", "a dictConfig in TOML or JSON, chosen by extension"),
     "log_level": ("logging.level", ""),
     "pid": (None, "no pid file"),
-    "quic_binds": (None, "no HTTP/3 in pounce yet"),
+    "quic_binds": ("http3.enabled", "`--http3` serves HTTP/3 on UDP at the TCP port's number (or "
+                                    "`--http3-port`), with `--ssl-certfile`/`--ssl-keyfile`"),
     "reload": ("reload.enabled", ""),
     "root_path": ("server.root_path", ""),
     "server_names": (None, "no equivalent: every Host is served"),

@@ -177,6 +177,7 @@ def pounce_bind(config: ServerConfig) -> list[socket.socket]:
 def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str]:
     lines = [f"pounce {info['version']} serving {config.app or 'app'}"]
     lines += [f"listening on {address}" for address in info["addresses"]]
+    lines += [f"listening on {label}" for label in info.get("listeners", ())]
     if info["workers"] == 1:
         lines.append("workers: 1 (single worker, no supervisor)")
     else:
@@ -205,4 +206,5 @@ async def serve_single(server: Server, sockets: list[socket.socket]) -> None:
         server.emit(ServingStarted(workers=1))
 
     await serve_worker(server.plugins, config, server.app, sockets, tls=server.tls_context,
-                       lifespan=server.lifespan_runner(), on_request_limit=retire, on_ready=ready)
+                       lifespan=server.lifespan_runner(), on_request_limit=retire, on_ready=ready,
+                       listeners=server.listeners)

@@ -12,6 +12,7 @@ from pounce.testing import wait_for
 from tests.helpers import ROOT, need_command
 
 
+@pytest.mark.slow
 def test_demo_endpoints(pounce_process) -> None:
     proc = pounce_process("--config", str(ROOT / "pounce.toml"), "--port", "0")
     base = proc.url

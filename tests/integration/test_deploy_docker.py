@@ -72,6 +72,7 @@ def test_image_settings_match_the_config() -> None:
     assert config()["server"]["timeout_graceful_shutdown"] < int(stop_time.group(1))
 
 
+@pytest.mark.slow
 def test_the_image_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     """CMD with the image's pounce.toml in the working directory (WORKDIR);
     the environment moves it to 127.0.0.1 and a free port."""

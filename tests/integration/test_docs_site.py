@@ -41,6 +41,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_strict_build_covers_every_page(site: Path) -> None:
     """Every Markdown page under docs/ became an HTML page of the site."""
     for page in (ROOT / "docs").rglob("*.md"):
@@ -50,6 +51,7 @@ def test_strict_build_covers_every_page(site: Path) -> None:
         assert target.exists(), f"{page.relative_to(ROOT)} was not built ({target})"
 
 
+@pytest.mark.slow
 def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     """The same build, on a copy of the repository with one broken link added,
     fails, and names that link as its only problem."""
@@ -114,6 +116,7 @@ PAGES = [
 ]
 
 
+@pytest.mark.slow
 def test_pages_render_in_chromium(served_site: str, chromium: int, tmp_path: Path) -> None:  # noqa: F811
     with httpx.Client(trust_env=False, timeout=10) as http:
         targets = http.get(f"http://127.0.0.1:{chromium}/json/list").json()

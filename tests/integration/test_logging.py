@@ -63,6 +63,7 @@ def json_lines(output: str) -> list[dict[str, Any]]:
     return records
 
 
+@pytest.mark.slow
 def test_json_lines_are_valid_and_complete(pounce_process: Any) -> None:
     proc, url = start(pounce_process, "testapps:hello", "--host", "127.0.0.1", "--port", "0",
                       "--log-format", "json")
@@ -130,6 +131,7 @@ def test_disabled_access_log_prints_nothing_per_request(pounce_process: Any) -> 
     assert "access" not in output and "GET /" not in output
 
 
+@pytest.mark.slow
 def test_access_log_can_be_disabled_from_the_config_file(pounce_process: Any, tmp_path: Path) -> None:
     (tmp_path / "pounce.toml").write_text('[logging]\naccess_log = false\nformat = "json"\n')
     proc, url = start(pounce_process, "testapps:hello", "--host", "127.0.0.1", "--port", "0")
@@ -189,6 +191,7 @@ def test_bad_access_log_format_is_a_config_error(tmp_path: Path, fmt: str, why: 
     assert result.returncode == 2 and "environment POUNCE_LOGGING_ACCESS_LOG_FORMAT: expected" in result.stderr
 
 
+@pytest.mark.slow
 def test_dict_config_toml_is_honoured(pounce_process: Any, tmp_path: Path) -> None:
     logfile = tmp_path / "access.log"
     (tmp_path / "logging.toml").write_text(textwrap.dedent(f"""\
@@ -276,6 +279,7 @@ async def app(scope, receive, send):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_app_error_is_logged_once_with_traceback(pounce_process: Any, tmp_path: Path, fmt: str) -> None:
     (tmp_path / "boomapp.py").write_text(BOOM_APP)
@@ -464,6 +468,7 @@ def test_workers_log_whole_json_lines_with_their_ids(pounce_process: Any, mode: 
     assert sorted(r["path"] for r in access) == sorted(f"/{i}/{n}" for i in range(8) for n in range(25))
 
 
+@pytest.mark.slow
 def test_dict_config_path_is_relative_to_its_toml_and_explicit_level_wins(pounce_process: Any,
                                                                           tmp_path: Path) -> None:
     sub = tmp_path / "conf"
@@ -551,6 +556,7 @@ async def app(scope, receive, send):
 '''
 
 
+@pytest.mark.slow
 def test_warnings_and_loop_errors_stay_in_the_json_stream(pounce_process: Any, tmp_path: Path) -> None:
     (tmp_path / "warnapp.py").write_text(WARN_APP)
     proc, url = start(pounce_process, "warnapp:app", "--host", "127.0.0.1", "--port", "0", "--log-format", "json",

@@ -107,6 +107,7 @@ def test_keep_alive_after_a_file_and_the_next_request_is_served(files: Path) -> 
     assert data.count(b"HTTP/1.1 200 OK") == 2
 
 
+@pytest.mark.slow
 def test_client_gone_mid_file_closes_the_file_and_the_worker_serves_on(files: Path) -> None:
     big = files / "huge.bin"
     big.write_bytes(os.urandom(64 * 1024 * 1024))

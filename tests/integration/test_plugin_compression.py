@@ -227,6 +227,7 @@ def test_a_stream_is_compressed_as_it_streams(coding: str) -> None:
     assert decoded.content == expected_stream()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coding", ["zstd", "br", "gzip"])
 def test_server_sent_events_arrive_one_by_one(coding: str) -> None:
     """The demo's /events sends one event a second: each must be readable

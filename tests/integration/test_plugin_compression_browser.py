@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from files_probes import Probe
 from websockets.asyncio.client import connect
 
@@ -16,6 +17,7 @@ from pounce.testing import ServerThread
 from tests.browser import DevTools
 
 
+@pytest.mark.slow
 def test_chromium_gets_the_demo_page_compressed(chromium: int) -> None:  # noqa: F811
     probe = Probe()
     with ServerThread(demo_app, plugins=(probe,), compression_enabled=True) as server:

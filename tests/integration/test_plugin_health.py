@@ -71,6 +71,7 @@ def test_unconfigured_plugins_install_no_wrapper() -> None:
     assert health.pounce_worker_draining(worker=worker) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2], ids=["single", "threads"])
 def test_readiness_turns_503_at_drain_while_still_accepting(serve: Any, workers: int) -> None:
     """shutdown(): readiness is 503 at once, yet for shutdown_delay new
@@ -106,6 +107,7 @@ def test_readiness_turns_503_at_drain_while_still_accepting(serve: Any, workers:
     assert set(statuses) <= {200, 503}
 
 
+@pytest.mark.slow
 def test_probes_are_logged_at_debug_unless_asked(pounce_process: Any) -> None:
     def run(*extra: str) -> list[dict[str, Any]]:
         proc = pounce_process("opsapps:app", "--port", "0", "--log-format", "json",

@@ -117,6 +117,7 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2], ids=["single", "processes"])
 def test_sigterm_drops_nothing(pounce_process: Any, tmp_path: Path, workers: int) -> None:
     write_config(tmp_path, workers, delay=2.0)
@@ -154,6 +155,7 @@ def test_sigterm_drops_nothing(pounce_process: Any, tmp_path: Path, workers: int
     assert proc.wait(30) == 0, proc.output()
 
 
+@pytest.mark.slow
 def test_sighup_rolling_restart_drops_nothing(pounce_process: Any, tmp_path: Path) -> None:
     write_config(tmp_path, 2, delay=1.0)
     proc = pounce_process("--config", "pounce.toml")

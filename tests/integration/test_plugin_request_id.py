@@ -100,6 +100,7 @@ def test_websocket_handshake_gets_an_id(serve: Any) -> None:
     assert GENERATED.match(sent)
 
 
+@pytest.mark.slow
 def test_unique_across_worker_processes(pounce_process: Any) -> None:
     proc = pounce_process("opsapps:app", "--port", "0", "--workers", "2", "--worker-mode", "process",
                           "--request-id", "--no-access-log")

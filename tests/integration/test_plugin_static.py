@@ -280,6 +280,7 @@ def test_precompressed_sibling_by_accept_encoding(tree: Path) -> None:
         assert part.headers["content-range"] == f"bytes 0-3/{size}"
 
 
+@pytest.mark.slow
 def test_siblings_come_and_go(tree: Path) -> None:
     gz = tree / "hello.txt.gz"
     with serve_static(tree) as server, httpx.Client(base_url=server.url) as client:

@@ -164,6 +164,7 @@ def run_workers(tmp_path: Path, receiver: Receiver, sampler: str) -> tuple[set[i
     return pids, main_pid, n
 
 
+@pytest.mark.slow
 def test_spans_and_metrics_from_each_worker_process(tmp_path: Path, receiver: Receiver) -> None:
     pids, main_pid, sent = run_workers(tmp_path, receiver, "parentbased_always_on")
     spans = receiver.spans()
@@ -184,6 +185,7 @@ def test_spans_and_metrics_from_each_worker_process(tmp_path: Path, receiver: Re
     assert sum(receiver.duration_counts().values()) == sent
 
 
+@pytest.mark.slow
 def test_sampling_off_by_environment(tmp_path: Path, receiver: Receiver) -> None:
     pids, _, sent = run_workers(tmp_path, receiver, "always_off")
     assert receiver.spans() == []

@@ -80,6 +80,7 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", result.stderr
 
 
+@pytest.mark.slow
 def test_the_service_runs_socket_activated_and_notifies(tmp_path: Path) -> None:
     tool = shutil.which("systemd-socket-activate")
     if tool is None:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pounce.core.asgi.scope import ConnectionInfo, build_scope, peer_addresses
+from pounce.core.asgi.scope import build_scope
 from pounce.core.asgi.stream import ClientDisconnected, HttpStream
 from pounce.core.asgi.websocket import WebSocketStream
 from pounce.core.protocol.events import (
@@ -40,8 +40,8 @@ from pounce.core.protocol.events import (
 from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
 from pounce.core.protocol.responses import error_response
 from pounce.core.protocol.websocket import HandshakeError, parse_handshake
+from pounce.core.transport.connection import Connection, set_nodelay
 from pounce.core.transport.files import send_file
-from pounce.core.transport.tls import tls_extension
 from pounce.core.transport.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
@@ -51,49 +51,23 @@ __all__ = ["HttpProtocol", "set_nodelay"]
 
 logger = logging.getLogger("pounce.worker")
 
-# How long a closed connection keeps reading (and dropping) client bytes
-# after its FIN, so that unread input does not turn the close into a reset.
-LINGER = 1.0
 # After a response, at most this much unread request body is read and thrown
 # away to keep the connection; a longer one closes the connection instead.
 DRAIN_LIMIT = 65536
 
 
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """TCP_NODELAY on every TCP connection, whatever made its socket."""
-    import socket
-
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
-class HttpProtocol(asyncio.BufferedProtocol):
+class HttpProtocol(Connection):
     """One client connection speaking HTTP/1.1.
 
-    A buffered protocol: reads land in the worker's shared read buffer and
-    are copied out at their exact size (why: ``WorkerContext.read_buffer``).
     ``data_received`` is kept for callers that hand bytes over directly: a
     wrapping plugin's protocol.
     """
 
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
-        self.read_buffer = ctx.read_buffer
-        self.loop: asyncio.AbstractEventLoop = ctx.loop  # type: ignore[assignment]
+        super().__init__(ctx)
         self.conn = H1Connection(max_head_size=ctx.max_head_size, fast=ctx.fast_path,
                                  defaults=ctx.default_headers)
-        self.transport: asyncio.Transport | None = None
-        self.info: ConnectionInfo | None = None
         self.stream: HttpStream | None = None
-        self.closed = False
-        self.lingering = False  # closed with FIN; dropping what still arrives
-        self.eof_seen = False
-        self.read_paused = False
-        self.write_paused = False
         # Over limit_concurrency when accepted: its first request gets 503.
         self.over_limit = False
         # True while the header timer runs (between the first byte of a
@@ -105,52 +79,25 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # A finished response left the write buffer full: the next request
         # is taken when the transport drains (resume_writing).
         self.next_waits_for_writer = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         # The keep-alive timer when it is the one in _timer, and the loop
         # time at which the connection, idle, closes (see _on_idle).
         self._idle_timer: asyncio.TimerHandle | None = None
         self.idle_deadline = 0.0
 
-    @property
-    def client(self) -> tuple[str, int] | None:
-        return self.info.client if self.info is not None else None
-
     # -- asyncio callbacks -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # (No isinstance check: uvloop's transports are not asyncio.Transport
-        # subclasses, yet have its methods.)
-        self.transport = transport  # type: ignore[assignment]
-        set_nodelay(transport)
+        super().connection_made(transport)
         ctx = self.ctx
-        client, server = peer_addresses(transport.get_extra_info("peername"),
-                                        transport.get_extra_info("sockname"))
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.info = ConnectionInfo(ctx, client, server, tls_extension(ssl_object) if ssl_object else None,
-                                   pathsend=True)
-        connections = ctx.connections
-        connections.add(self)
-        if ctx.limit_concurrency and len(connections) > ctx.limit_concurrency:
+        if ctx.limit_concurrency and len(ctx.connections) > ctx.limit_concurrency:
             self.over_limit = True
         self.reading_head = True
         self._set_timer(ctx.header_timeout, self._on_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.ctx.connections.discard(self)
-        self._cancel_timer()
+        super().connection_lost(exc)
         if self.stream is not None:
             self.stream.on_disconnect()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -184,14 +131,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # flushed, and a request in flight sees http.disconnect.
         return None
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
     def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        super().resume_writing()
         if self.next_waits_for_writer:
             self.next_waits_for_writer = False
             if not self.closed and self.stream is None:
@@ -332,12 +273,6 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def body_consumed(self, stream: HttpStream, size: int) -> None:
         self._resume_reading()
 
-    async def drain(self, stream: HttpStream | None = None) -> None:
-        if self.write_paused and not self.closed:
-            self._drain_waiter = self.loop.create_future()
-            await self._drain_waiter
-            self._drain_waiter = None
-
     async def send_file(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]],
                         file: BinaryIO, offset: int, count: int) -> None:
         conn = self.conn
@@ -441,23 +376,6 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self._close()
 
-    # -- writing ------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        transport = self.transport
-        # is_closing(): a failed send closes the transport at once but tells
-        # us (connection_lost) only on the next loop iteration; writing into
-        # it meanwhile makes asyncio log a warning per write.
-        if not self.closed and not transport.is_closing():  # type: ignore[union-attr]
-            transport.write(data)  # type: ignore[union-attr]
-
-    def _write_or_raise(self, stream: HttpStream, data: bytes) -> None:
-        transport = self.transport
-        if self.closed or transport.is_closing():  # type: ignore[union-attr]
-            stream.on_disconnect()
-            raise ClientDisconnected("the client has disconnected")
-        transport.write(data)  # type: ignore[union-attr]
-
     # -- closing -------------------------------------------------------------------------
 
     def _reject(self, status: int, text: str) -> None:
@@ -479,35 +397,6 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if stream is not None:
             stream.on_disconnect()
 
-    def _close(self) -> None:
-        """Close after what was written, without losing it to a reset.
-
-        Closing a TCP socket that still has unread input makes the kernel
-        send RST, and the client then discards response bytes it has not
-        read yet. So where the transport can half-close, send FIN after the
-        response, read and drop whatever the client still sends, and close
-        when it closes its side or after ``LINGER`` seconds ("lingering
-        close"). The connection counts as open until then.
-        """
-        self._cancel_timer()
-        transport = self.transport
-        if not self.closed and transport is not None and not transport.is_closing():
-            if not self.eof_seen and _can_half_close(transport):
-                try:
-                    transport.write_eof()
-                except OSError:  # the peer is gone already (ENOTCONN)
-                    transport.close()
-                else:
-                    self.lingering = True
-                    self._resume_reading()
-                    self._timer = self.loop.call_later(LINGER, transport.close)
-            else:
-                transport.close()
-                self.ctx.connections.discard(self)
-        else:
-            self.ctx.connections.discard(self)
-        self.closed = True
-
     def shutdown(self) -> None:
         """Graceful shutdown, called twice by the drain.
 
@@ -524,35 +413,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     # -- timers and flow control ------------------------------------------------------
 
-    def _set_timer(self, delay: float, callback: Any) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay, callback) if delay > 0 else None
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _on_header_timeout(self) -> None:
         """Slowloris guard: the request head did not arrive in time."""
         self._timer = None
         if self.stream is None:
             self._close()
-
-    def _pause_reading(self) -> None:
-        if not self.read_paused and not self.closed:
-            self.read_paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
-
-    def _resume_reading(self) -> None:
-        if self.read_paused and not self.closed:
-            self.read_paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
-
-
-def _can_half_close(transport: asyncio.BaseTransport) -> bool:
-    try:
-        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
-    except (NotImplementedError, AttributeError):  # wrapping transports
-        return False

@@ -87,8 +87,13 @@ class InterpreterWorker(StatusPipeReader, WorkerHandle):
         control_r, control_w = os.pipe()
         os.set_blocking(control_w, False)
         # Descriptors the worker's own socket objects own and close: the
-        # supervisor's must outlive every worker.
+        # supervisor's must outlive every worker. The same for plugins'
+        # listeners (UDP for HTTP/3).
         fds = [os.dup(sock.fileno()) for sock in server.sockets]
+        listeners = []
+        for listener in server.listeners:
+            kind, label, options, listener_fds = listener.spec()
+            listeners.append((kind, label, options, [os.dup(fd) for fd in listener_fds]))
         spec = ChildSpec(
             worker_id=self.worker_id,
             config=server.config,
@@ -100,6 +105,7 @@ class InterpreterWorker(StatusPipeReader, WorkerHandle):
             parent_pid=0,
             plugins=self.plugins,
             reuse_port=not all(is_listening(sock) for sock in server.sockets),
+            listeners=listeners,
             control_fd=control_r,
         )
         try:
@@ -110,7 +116,8 @@ class InterpreterWorker(StatusPipeReader, WorkerHandle):
             )
             self.interp.exec(_PREPARE)
         except BaseException:
-            for fd in (status_r, status_w, control_r, control_w, *fds):
+            for fd in (status_r, status_w, control_r, control_w, *fds,
+                       *(fd for *_, owned in listeners for fd in owned)):
                 os.close(fd)
             if self.interp is not None:
                 self.interp.close()
