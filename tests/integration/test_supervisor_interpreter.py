@@ -131,9 +131,10 @@ def test_interpreter_workers_are_interpreters_of_one_process(pounce_process: Any
         load.kill()
     assert results and load.errors() == []
     bodies = [r["info"].split() for r in results]
-    # Both workers answered, each in an interpreter of its own inside the server's process,
-    # on a thread named as in thread mode, with its own module globals and lifespan.
-    assert {b[0] for b in bodies} == {f"{pid}/{i}" for i in re.findall(r"\(interpreter (\d+)\) ready", proc.output())}
-    assert len({b[0] for b in bodies}) == 2
-    assert {b[1] for b in bodies} == {"pounce-worker-1", "pounce-worker-2"}
+    # Each answer came from one of the two interpreters inside the server's process (the
+    # kernel decides which worker accepts), on a thread named as in thread mode, with its
+    # own module globals and lifespan.
+    ready = {f"{pid}/{i}" for i in re.findall(r"\(interpreter (\d+)\) ready", proc.output())}
+    assert len(ready) == 2 and {b[0] for b in bodies} <= ready
+    assert {b[1] for b in bodies} <= {"pounce-worker-1", "pounce-worker-2"}
     assert all(b[0] == b[2] and b[3] == "1" for b in bodies)

@@ -88,7 +88,7 @@ def test_workers_serve_and_sigterm_exits_0(pounce_process: Any, mode: str) -> No
         load.kill()
     workers = set(ready_workers(proc).values())
     assert len(workers) == 2 and proc.proc is not None and str(proc.proc.pid) not in workers
-    assert load.pids() == workers
+    assert load.pids() <= workers  # the kernel decides which worker accepts: maybe only one
     # Every request the server had accepted before the signal was answered.
     # (A request sent in the last 100 ms may still sit in the kernel's queue
     # when the workers stop accepting: those are not counted as accepted.)
