@@ -12,8 +12,8 @@
 # every version). On 3.14 and 3.15 deprecation warnings are errors.
 #
 # `--prepare` only builds what the runs need (the Debian root, every venv),
-# two chains at once, and runs no test: CI does that in the background
-# while `make test` runs.
+# one after the other (pip builds the local packages in their source trees),
+# and runs no test: CI does that in the background while `make test` runs.
 #
 # POUNCE_PYTHONS="3.12 3.14" picks versions. A version whose interpreter is
 # missing fails the run under CI (CI=true) and is skipped, with a line saying
@@ -60,18 +60,14 @@ if [ "${1:-}" = --prepare ]; then
   for version in "${versions[@]}"; do
     case $version in 3.14|3.15) sid+=("$version") ;; *) host+=("$version") ;; esac
   done
-  (
-    for version in "${sid[@]}"; do
-      bash scripts/sid-pythons.sh "$version" --exec true || exit 1
-    done
-  ) &
-  sid_chain=$!
   status=0
   for version in "${host[@]}"; do
     python=$(pyenv_python "$version") || continue  # the run itself reports it
     host_venv "$python" "$version" >/dev/null || status=1
   done
-  wait "$sid_chain" || status=1
+  for version in "${sid[@]}"; do
+    bash scripts/sid-pythons.sh "$version" --exec true || status=1
+  done
   exit $status
 fi
 
