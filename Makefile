@@ -6,10 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# `make run` has its own environment with pounce and its runtime
+# dependencies only: no test or docs tools, no test plugin, no contrib.
+RUN_VENV ?= .venv-run
+RUN_STAMP := $(RUN_VENV)/.installed-stamp
 # Every contrib package, with its own test extra (what its tests need).
 CONTRIB := $(wildcard plugins-contrib/*/pyproject.toml)
 
-.PHONY: run test test-fast setup system-deps lint docs docs-generate docs-serve bench clean
+.PHONY: run run-setup test test-fast test-pythons test-all setup system-deps lint docs docs-generate docs-serve bench clean
 
 $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +25,19 @@ $(STAMP): pyproject.toml $(CONTRIB) $(wildcard tests/fixtures/*/pyproject.toml)
 
 setup: $(STAMP)
 
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RUN_VENV)/bin/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+run-setup: $(RUN_STAMP)
+
 system-deps:
 	bash scripts/system-deps.sh
 
-run: setup
-	$(BIN)/pounce --config pounce.toml
+run: run-setup
+	$(RUN_VENV)/bin/pounce --config pounce.toml
 
 test: setup system-deps
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
@@ -34,6 +46,14 @@ test: setup system-deps
 test-fast: setup system-deps
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The other supported Pythons (README, "Supported Python"): the whole suite
+# on 3.14, the tests not marked slow on 3.10, 3.12, 3.13 and 3.15.
+test-pythons: system-deps
+	bash scripts/test-pythons.sh
+
+# What CI runs: `make test` (3.11), then every other supported Python.
+test-all: test test-pythons
 
 lint: setup
 	$(BIN)/ruff check pounce tests benchmarks plugins-contrib scripts
@@ -54,4 +74,5 @@ bench: setup
 	bash benchmarks/run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build site *.egg-info
+	rm -rf $(VENV) $(RUN_VENV) .pytest_cache build site *.egg-info
+	rm -rf --one-file-system .cache

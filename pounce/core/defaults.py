@@ -65,8 +65,10 @@ def pounce_add_options(options: OptionRegistry) -> None:
     add("server", "workers", "int", 1, 'Number of workers; "auto" means one per CPU.',
         cli="--workers", min=1, auto=True)
     add("server", "worker_mode", "str", "auto",
-        "thread | process; auto picks threads on free-threaded Python, processes otherwise.",
-        cli="--worker-mode", choices=("auto", "thread", "process"))
+        "thread | process | interpreter (one subinterpreter per worker, Python 3.14+); "
+        "auto picks threads on free-threaded Python, processes otherwise.",
+        cli="--worker-mode", choices=("auto", "thread", "process", "interpreter"),
+        validator=_check_worker_mode)
     add("server", "loop", "str", "auto", "Event loop: auto uses uvloop when installed.",
         cli="--loop", choices=("auto", "asyncio", "uvloop"))
     add("server", "lifespan", "str", "auto", "ASGI lifespan: auto runs it if the app supports it.",
@@ -165,6 +167,18 @@ def pounce_add_options(options: OptionRegistry) -> None:
     add("plugins", "disable", "list", [], "Plugins (built-in or not) to turn off.",
         cli="--no-plugin", metavar="NAME")
     add("plugins", "autoload", "bool", False, "Activate every installed plugin.")
+
+
+def _check_worker_mode(value: str) -> None:
+    # concurrent.interpreters (PEP 734) is new in 3.14; the choice is listed
+    # on every version so that --help and the generated reference read the same.
+    if value == "interpreter" and sys.version_info < (3, 14):
+        from pounce.core.options import OptionValueError
+
+        version = ".".join(map(str, sys.version_info[:3]))
+        raise OptionValueError(
+            f'auto | thread | process on Python {version} ("interpreter" needs Python 3.14 or newer)'
+        )
 
 
 def _each(check: Any) -> Any:

@@ -118,7 +118,8 @@ def pounce_check_info(config: ServerConfig) -> str | list[str] | None:
 
 @hookspec(firstresult=True)
 def pounce_worker_mode(config: ServerConfig) -> str | None:
-    """Return ``"thread"`` or ``"process"``; the first non-None answer wins.
+    """Return ``"thread"``, ``"process"`` or (Python 3.14+) ``"interpreter"``;
+    the first non-None answer wins.
 
     The core's default answers from ``[server] worker_mode``, and for ``auto``
     picks threads on free-threaded builds and processes otherwise.
@@ -277,7 +278,7 @@ def pounce_worker_spawn(config: ServerConfig, worker_id: int) -> None:
 
 @hookspec
 def pounce_worker_started(worker: Any) -> None:
-    """Runs inside the worker (thread or process) before it accepts.
+    """Runs inside the worker (thread, process or interpreter) before it accepts.
 
     ``worker`` has ``worker_id``, ``config`` and ``loop``.
     """

@@ -31,18 +31,32 @@ async def _text(send: Any, body: str, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body.encode()})
 
 
+def where() -> str:
+    """Who runs this code: the pid, and in a subinterpreter ``PID/ID`` with
+    the interpreter's id (one per interpreter worker)."""
+    try:
+        from concurrent import interpreters  # type: ignore[import-not-found]
+    except ImportError:
+        return str(os.getpid())
+    current = interpreters.get_current()
+    if current.id == interpreters.get_main().id:
+        return str(os.getpid())
+    return f"{os.getpid()}/{current.id}"
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/`` answers ``PID WORKER LIFESPAN_PID STARTUPS``; ``?sleep=S`` waits
-    first (async); ``/block?S`` blocks the event loop for S seconds; ``/hold?S``
-    says so on stdout, then waits S seconds (for a test that needs a request
-    in flight in a worker process)."""
+    """``/`` answers ``WHERE WORKER LIFESPAN_WHERE STARTUPS`` (see ``where``);
+    ``?sleep=S`` waits first (async); ``/block?S`` blocks the event loop for S
+    seconds; ``/hold?S`` says so on stdout, then waits S seconds (for a test
+    that needs a request in flight in a worker process); ``/die`` stops the
+    worker's event loop under it (a worker crash)."""
     global STARTUPS, REQUESTS
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 STARTUPS += 1
-                scope["state"]["pid"] = os.getpid()
+                scope["state"]["pid"] = where()
                 await send({"type": "lifespan.startup.complete"})
             else:
                 await send({"type": "lifespan.shutdown.complete"})
@@ -56,11 +70,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif scope["path"] == "/hold":
         print(f"holding a request for {query}s", flush=True)
         await asyncio.sleep(float(query or 30))
+    elif scope["path"] == "/die":
+        asyncio.get_running_loop().stop()
     elif query.startswith("sleep="):
         await asyncio.sleep(float(query[6:]))
     state = scope.get("state", {})
     name = threading.current_thread().name
-    await _text(send, f"{os.getpid()} {name} {state.get('pid', '-')} {STARTUPS}")
+    await _text(send, f"{where()} {name} {state.get('pid', '-')} {STARTUPS}")
 
 
 def _in_worker_process() -> bool:

@@ -58,7 +58,7 @@ def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
         ".git", ".venv", "site", "results", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis",
-        ".ruff_cache", "crashes"))
+        ".ruff_cache", "crashes", ".cache", ".venv-*"))
     page = copy / "docs" / "getting-started.md"
     page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")

@@ -127,7 +127,13 @@ def start(pounce_process: Any, project: Path, *extra: str) -> Any:
 
 
 def edit(path: Path, text: str) -> None:
+    """Rewrite a module, its mtime moved past the old one's second: a .pyc is
+    checked against its source's size and whole-second mtime, so an edit of
+    the same length within the same second would load stale bytecode."""
+    before = int(path.stat().st_mtime) if path.exists() else -1
     path.write_text(text)
+    if int(path.stat().st_mtime) <= before:
+        os.utime(path, (before + 1, before + 1))
 
 
 # -- reload serves the new code ------------------------------------------------------

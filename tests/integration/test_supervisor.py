@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -259,27 +260,40 @@ def test_shutdown_from_another_thread_finishes_in_flight_requests() -> None:
     assert sorted(exits) == [("exit", 1, 0, "stopped"), ("exit", 2, 0, "stopped")]
 
 
+needs_interpreters = pytest.mark.skipif(sys.version_info < (3, 14), reason="interpreter workers need Python 3.14+")
+IMPORTING_MODES = ["process", pytest.param("interpreter", marks=needs_interpreters)]
+
+
 @pytest.mark.slow
-def test_process_mode_in_process_server_each_worker_runs_lifespan(tmp_path: Any) -> None:
+@pytest.mark.parametrize("mode", IMPORTING_MODES)
+def test_importing_modes_in_process_server_each_worker_runs_lifespan(tmp_path: Any, mode: str) -> None:
     config = tmp_path / "pounce.toml"
     config.write_text('[server]\napp = "supervisorapps:app"\n')
-    srv = ServerThread(apps.app, config_path=config, workers=2, worker_mode="process").start()
+    recorder = Recorder()  # pickled into each worker: it records there, not here
+    srv = ServerThread(apps.app, config_path=config, plugins=[recorder], workers=2, worker_mode=mode).start()
     try:
-        assert srv.server.worker_mode == "process"
+        assert srv.server.worker_mode == mode
         bodies = [get(srv) for _ in range(30)]
     finally:
         srv.stop()
-    pids = {b.split()[0] for b in bodies}
-    assert str(os.getpid()) not in pids and len(pids) >= 1
+    where = {b.split()[0] for b in bodies}
+    assert str(os.getpid()) not in where and len(where) >= 1
+    if mode == "interpreter":  # in this process, each in an interpreter of its own
+        assert {w.split("/")[0] for w in where} == {str(os.getpid())}
+        assert {b.split()[1] for b in bodies} <= {"pounce-worker-1", "pounce-worker-2"}
     for body in bodies:
         pid, _, lifespan_pid, startups = body.split()
-        assert pid == lifespan_pid and startups == "1"  # each process ran its own lifespan
+        assert pid == lifespan_pid and startups == "1"  # each worker ran its own lifespan
+    # The supervisor's side of the worker hooks ran here, pounce_worker_started in the workers' copies.
+    assert [c[:2] for c in recorder.calls if c[0] == "spawn"] == [("spawn", 1), ("spawn", 2)]
+    assert not recorder.workers
     exits = sorted(e for e in worker_events(srv) if e[0] == "exit")
     assert exits == [("exit", 1, 0, "stopped"), ("exit", 2, 0, "stopped")]
 
 
-def test_process_mode_without_import_path_falls_back_to_threads(suplog: LogRecords) -> None:
-    with ServerThread(apps.app, workers=2, worker_mode="process") as srv:
+@pytest.mark.parametrize("mode", IMPORTING_MODES)
+def test_importing_modes_without_import_path_fall_back_to_threads(suplog: LogRecords, mode: str) -> None:
+    with ServerThread(apps.app, workers=2, worker_mode=mode) as srv:
         assert srv.server.worker_mode == "thread"
         assert get(srv).startswith(str(os.getpid()))
     assert "workers run as threads" in suplog.text

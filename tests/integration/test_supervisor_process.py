@@ -1,11 +1,15 @@
 """Supervisor as users run it: ``pounce --workers N`` in a subprocess, signals
-with os.kill, a load generator in another process counting client errors."""
+with os.kill, a load generator in another process counting client errors.
+
+The tests that hold for every worker that imports the app itself run in
+process mode and, on Python 3.14+, in interpreter mode (``MODES``)."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,10 @@ from tests.helpers import APPS, holds, listeners
 
 PYTHONPATH = str(APPS)
 
-READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
+READY = re.compile(r"worker (\d+) \((pid|interpreter) (\d+)\) ready")
+
+needs_interpreters = pytest.mark.skipif(sys.version_info < (3, 14), reason="interpreter workers need Python 3.14+")
+MODES = ["process", pytest.param("interpreter", marks=needs_interpreters)]
 
 
 def start(pounce_process: Any, *args: str) -> ServerProcess:
@@ -26,9 +33,19 @@ def start(pounce_process: Any, *args: str) -> ServerProcess:
                           env={"PYTHONPATH": PYTHONPATH})
 
 
-def ready_pids(proc: ServerProcess) -> dict[int, int]:
-    """worker id -> pid of every worker that became ready so far."""
-    return {int(w): int(p) for w, p in READY.findall(proc.output())}
+def ready_workers(proc: ServerProcess) -> dict[int, str]:
+    """worker id -> where it runs (as the app's ``where()`` says it: a pid, or
+    ``PID/ID`` for an interpreter) of every worker that became ready so far."""
+    assert proc.proc is not None
+    return {int(w): p if kind == "pid" else f"{proc.proc.pid}/{p}"
+            for w, kind, p in READY.findall(proc.output())}
+
+
+def ready_at(output: str, worker_id: int) -> int:
+    """Where in ``output`` worker ``worker_id`` said it was ready."""
+    match = re.search(rf"worker {worker_id} \([^)]*\) ready", output)
+    assert match, output
+    return match.start()
 
 
 def wait_output(proc: ServerProcess, predicate: Any, timeout: float = 20.0, what: str = "output") -> None:
@@ -56,8 +73,9 @@ def test_workers_zero_or_negative_is_a_config_error() -> None:
 
 
 @pytest.mark.slow
-def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_workers_serve_and_sigterm_exits_0(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
     load = Load(proc.url, seconds=2.0, concurrency=4, path="/?sleep=0.3")
     try:
@@ -68,8 +86,9 @@ def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
         results = load.finish()
     finally:
         load.kill()
-    pids = set(ready_pids(proc).values())
-    assert len(pids) == 2 and proc.proc is not None and proc.proc.pid not in pids
+    workers = set(ready_workers(proc).values())
+    assert len(workers) == 2 and proc.proc is not None and str(proc.proc.pid) not in workers
+    assert load.pids() <= workers  # the kernel decides which worker accepts: maybe only one
     # Every request the server had accepted before the signal was answered.
     # (A request sent in the last 100 ms may still sit in the kernel's queue
     # when the workers stop accepting: those are not counted as accepted.)
@@ -84,10 +103,11 @@ def test_process_workers_serve_and_sigterm_exits_0(pounce_process: Any) -> None:
 
 
 @pytest.mark.slow
-def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_sighup_rolling_restart_drops_nothing(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
-    old = set(ready_pids(proc).values())
+    old = set(ready_workers(proc).values())
     load = Load(proc.url, seconds=4.0, concurrency=4)
     try:
         wait_output(proc, lambda out: answered(proc) >= 20, what="the load to get going")
@@ -99,24 +119,23 @@ def test_sighup_rolling_restart_drops_nothing(pounce_process: Any) -> None:
         load.kill()
     assert len(results) > 50
     assert load.errors() == []
-    new = set(ready_pids(proc).values()) - old
+    new = set(ready_workers(proc).values()) - old
     assert len(new) == 2
     late = load.pids(after=signalled + 2.0)
-    assert late and late <= {str(p) for p in new}
+    assert late and late <= new
     output = proc.output()
     assert "rolling restart of 2 workers" in output
     # Replacement first: a new worker was ready before the first old one drained.
-    assert output.index("worker 3 (pid") < output.index("draining (restart)")
+    assert output.index("worker 3 (") < output.index("draining (restart)")
     first_drain = output.index("draining (restart)")
-    assert min(output.index(f"worker {w} (pid {p}) ready") for w, p in ready_pids(proc).items()
-               if p in new) < first_drain
+    assert min(ready_at(output, w) for w, p in ready_workers(proc).items() if p in new) < first_drain
 
 
 @pytest.mark.slow
 def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: Any) -> None:
     proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
     wait_ready(proc, 2)
-    victim = ready_pids(proc)[1]
+    victim = int(ready_workers(proc)[1])
     load = Load(proc.url, seconds=4.0, concurrency=4, path="/?sleep=0.05")
     try:
         wait_output(proc, lambda out: answered(proc) >= 20, what="the load to get going")
@@ -137,8 +156,39 @@ def test_sigkill_one_worker_loses_only_its_in_flight_requests(pounce_process: An
 
 
 @pytest.mark.slow
-def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process",
+@pytest.mark.parametrize("mode", [*MODES, "thread"])
+def test_a_crashing_worker_is_contained_and_replaced(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
+    wait_output(proc, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
+    load = Load(proc.url, seconds=3.0, concurrency=4, path="/?sleep=0.05")
+    try:
+        wait_output(proc, lambda out: answered(proc) >= 20, what="the load to get going")
+        from supervisorapps import _one
+
+        host, port = proc.url.split("//")[1].rsplit(":", 1)
+        crashed = time.time()
+        _one(host, int(port), "/die")  # stops the event loop of whichever worker takes it
+        wait_output(proc, lambda out: " died (exit code 1: " in out, what="the worker to die")
+        wait_output(proc, lambda out: re.search(r"worker 3 \([^)]*\) ready", out) is not None,
+                    what="a replacement")
+        load.finish()
+    finally:
+        load.kill()
+    output = proc.output()
+    assert "Event loop stopped before Future completed" in output  # the worker's error, named
+    # Only the requests in flight inside the dead worker may fail.
+    errors = load.errors()
+    assert len(errors) <= load.concurrency, errors
+    assert all(abs(e["end"] - crashed) < 1.0 for e in errors), errors
+    assert load.pids(after=crashed + 1.0), "nothing answered after the crash"
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode,
                  "--limit-max-requests", "60", "--limit-max-requests-jitter", "10")
     wait_ready(proc, 2)
     load = Load(proc.url, seconds=5.0, concurrency=4, path="/?sleep=0.01")
@@ -155,8 +205,9 @@ def test_max_requests_recycling_under_load_drops_nothing(pounce_process: Any) ->
 
 
 @pytest.mark.slow
-def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
     proc.signal(signal.SIGTTIN)
     wait_ready(proc, 3)
@@ -171,10 +222,11 @@ def test_sigttin_and_sigttou_change_the_worker_count(pounce_process: Any) -> Non
 
 
 @pytest.mark.slow
-def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_workers_crashing_at_start_stop_the_server_with_exit_1(tmp_path: Path, mode: str) -> None:
     proc = ServerProcess(
         ["supervisorapps:crash_in_workers", "--factory", "--port", "0", "--workers", "2",
-         "--worker-mode", "process"],
+         "--worker-mode", mode],
         cwd=tmp_path, wait_for_banner=False,
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
@@ -192,8 +244,9 @@ def test_workers_crashing_at_start_stop_the_server_with_exit_1(pounce_process: A
 
 
 @pytest.mark.slow
-def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process", "--worker-timeout", "1")
+@pytest.mark.parametrize("mode", MODES)
+def test_heartbeat_timeout_replaces_a_stuck_worker(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode, "--worker-timeout", "1")
     wait_ready(proc, 2)
     import threading
 
@@ -206,13 +259,19 @@ def test_heartbeat_timeout_kills_and_replaces_a_stuck_process(pounce_process: An
     wait_ready(proc, 3)
     ok, body = _one(host, int(port), "/")
     assert ok, body
-    assert "timed out (killed by SIGKILL)" in proc.output()
+    if mode == "process":
+        assert "timed out (killed by SIGKILL)" in proc.output()
+    else:  # an interpreter cannot be killed: it is abandoned, and the server still exits
+        assert "abandoning it (interpreters cannot be killed)" in proc.output()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
 
 
 @pytest.mark.slow
-def test_lifespan_failure_in_worker_processes_exits_3(pounce_process: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_lifespan_failure_in_workers_exits_3(tmp_path: Path, mode: str) -> None:
     result = run_pounce(["testapps:failing_startup", "--port", "0", "--workers", "2",
-                         "--worker-mode", "process", "--lifespan", "on"],
+                         "--worker-mode", mode, "--lifespan", "on"],
                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
     assert result.returncode == 3, result.stderr
     final = [line for line in result.stderr.splitlines() if line.startswith("pounce: error:")]
@@ -246,8 +305,9 @@ def test_thread_mode_signals_under_load(pounce_process: Any, event: str) -> None
 
 
 @pytest.mark.slow
-def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
-    proc = start(pounce_process, "--workers", "2", "--worker-mode", "process")
+@pytest.mark.parametrize("mode", MODES)
+def test_second_sigterm_forces_exit(pounce_process: Any, mode: str) -> None:
+    proc = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_ready(proc, 2)
     import threading
 
@@ -268,10 +328,11 @@ def test_second_sigterm_forces_exit(pounce_process: Any) -> None:
 
 
 @pytest.mark.slow
-def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Path, mode: str) -> None:
     path = tmp_path / "app.sock"
     proc = pounce_process("supervisorapps:app", "--uds", str(path), "--workers", "2",
-                          "--worker-mode", "process", env={"PYTHONPATH": PYTHONPATH})
+                          "--worker-mode", mode, env={"PYTHONPATH": PYTHONPATH})
     wait_ready(proc, 2)
     proc.signal(signal.SIGHUP)
     wait_output(proc, lambda out: out.count("exited (restart") == 2, what="old workers to exit")
@@ -291,7 +352,7 @@ def test_unix_socket_survives_worker_restarts(pounce_process: Any, tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
-@pytest.mark.parametrize("mode", ["process", "thread"])
+@pytest.mark.parametrize("mode", [*MODES, "thread"])
 def test_reuse_port_gives_each_worker_its_own_listener(pounce_process: Any, mode: str) -> None:
     shared = start(pounce_process, "--workers", "2", "--worker-mode", mode)
     wait_output(shared, lambda out: f"serving with 2 {mode} workers" in out, what="workers")
@@ -330,16 +391,17 @@ def test_group_signals_reach_only_the_supervisor(pounce_process: Any) -> None:
 
 
 @pytest.mark.slow
-def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path, mode: str) -> None:
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "SUPERVISOR_TEST_MARKER": str(tmp_path / "calls"),
            "SUPERVISOR_TEST_LIMIT": "2", "POUNCE_SUPERVISOR_MAX_RESTARTS": "3",
            "POUNCE_SUPERVISOR_BACKOFF": "0.05"}
     proc = ServerProcess(["supervisorapps:crash_after", "--factory", "--port", "0", "--workers", "2",
-                          "--worker-mode", "process"], cwd=tmp_path, env=env)
+                          "--worker-mode", mode], cwd=tmp_path, env=env)
     try:
         proc.start()
         wait_ready(proc, 2)
-        old = set(ready_pids(proc).values())
+        old = set(ready_workers(proc).values())
         proc.signal(signal.SIGHUP)
         wait_output(proc, lambda out: "rolling restart abandoned" in out, what="the restart to be abandoned")
         load = Load(proc.url, seconds=1.0, concurrency=2, path="/")
@@ -348,7 +410,7 @@ def test_rolling_restart_into_broken_code_keeps_the_old_workers(tmp_path: Path) 
         finally:
             load.kill()
         assert load.results and load.errors() == []
-        assert load.pids() <= {str(p) for p in old}
+        assert load.pids() <= old
         assert "new code cannot start" in proc.output()
         proc.signal(signal.SIGTERM)
         assert proc.wait(20) == 0

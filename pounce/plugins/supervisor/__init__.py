@@ -1,9 +1,11 @@
-"""Built-in plugin ``supervisor``: several workers (threads or processes).
+"""Built-in plugin ``supervisor``: several workers (threads, processes, or
+subinterpreters on Python 3.14+).
 
 Inert with one worker: its ``pounce_serve`` answers only when
 ``server.workers > 1`` and otherwise leaves the core's single-worker fast
 path alone. The policy lives in :mod:`.arbiter`, the worker handles in
-:mod:`.workers`, the worker process entry point in :mod:`.child`.
+:mod:`.workers` (and :mod:`.interpreter`), the worker process entry point in
+:mod:`.child`, the worker interpreter's in :mod:`.interpreter_main`.
 
 Other plugins (the reloader) reach a running supervisor with
 :func:`supervisor_for` and call :meth:`Supervisor.restart_workers`.

@@ -14,8 +14,8 @@ every ``TICK`` seconds or as soon as a command arrives:
    max_requests) only once enough replacements are ready — replacement
    first, then drain, so the listening socket always has an acceptor.
 
-Workers share the listening socket (one open file description; threads get
-their own fd via ``dup``). A draining worker stops accepting while the others
+Workers share the listening socket (one open file description; threads and
+interpreters get their own fd via ``dup``). A draining worker stops accepting while the others
 keep accepting from the same queue, so no connection waiting in the kernel's
 backlog is lost. (Per-worker ``SO_REUSEPORT`` listeners would each have their
 own queue, and closing one resets the connections waiting in it.)
@@ -28,13 +28,15 @@ import collections
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from pounce.core.errors import LifespanError, PounceError
+from pounce.core.errors import ConfigError, LifespanError, PounceError
 from pounce.core.lifecycle import ServingStarted, WorkerDraining, WorkerExited, WorkerReady, WorkerSpawned
 from pounce.plugins.supervisor.workers import (
+    EXIT_INCOMPATIBLE,
     EXIT_LIFESPAN,
     Phase,
     ProcessWorker,
@@ -99,15 +101,16 @@ class Supervisor:
         self._pending: list[str] = []  # commands posted before the loop ran
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
-        self._plugins = picklable_plugins(self._programmatic_plugins()) if mode == "process" else []
+        self._plugins = picklable_plugins(self._programmatic_plugins()) if mode != "thread" else []
 
     # -- public controls (any thread) -------------------------------------------
 
     def restart_workers(self) -> None:
         """Rolling restart: start a new set of workers, and drain each old one
-        as soon as a new one is accepting. In process mode the new workers
-        import the app afresh (a code reload); in thread mode they reuse the
-        app object already loaded. Thread-safe; same as SIGHUP."""
+        as soon as a new one is accepting. In process and interpreter mode
+        the new workers import the app afresh (a code reload); in thread
+        mode they reuse the app object already loaded. Thread-safe; same as
+        SIGHUP."""
         self._post("restart")
 
     def add_worker(self) -> None:
@@ -251,7 +254,7 @@ class Supervisor:
             if code is not None:
                 self._reap(worker, code, now)
                 continue
-            if isinstance(worker, ThreadWorker) and worker.abandoned:
+            if worker.in_process and worker.abandoned:
                 self._reap(worker, None, now)
                 continue
             if worker.phase is Phase.BOOTING and worker.ready:
@@ -267,10 +270,10 @@ class Supervisor:
             self._check_heartbeat(worker, now)
             if worker.phase is Phase.DRAINING and now > worker.drain_deadline and not worker.forced:
                 self._force(worker, "did not finish draining in time")
-            if (isinstance(worker, ThreadWorker) and worker.forced and not worker.abandoned
+            if (worker.in_process and worker.forced and not worker.abandoned
                     and now - worker.forced_at > FORCE_GRACE):
                 # Its loop is blocked, so even the abort cannot run: stop
-                # waiting for it (the thread is a daemon).
+                # waiting for it (its thread is a daemon).
                 logger.error("%s does not stop: abandoning it", worker.describe())
                 worker.abandoned = True
         if self.failures and now - self.last_failure_at > self.min_uptime and any(
@@ -301,7 +304,8 @@ class Supervisor:
             # (A draining worker is bounded by its drain deadline instead: its
             # lifespan shutdown may legitimately outlast the heartbeat.)
             worker.kill_reason = "timeout"
-            action = "abandoning it (threads cannot be killed)" if worker.kind == "thread" else "killing it"
+            action = (f"abandoning it ({worker.kind}s cannot be killed)" if worker.in_process
+                      else "killing it")
             logger.error("%s did not answer its heartbeat for %.1fs (worker_timeout %.1fs): %s",
                          worker.describe(), silent, self.worker_timeout, action)
             worker.kill()
@@ -338,6 +342,10 @@ class Supervisor:
         worker: WorkerHandle
         if self.mode == "process":
             worker = ProcessWorker(worker_id, max_requests, self.server, self.heartbeat, self._plugins)
+        elif self.mode == "interpreter":
+            from pounce.plugins.supervisor.interpreter import InterpreterWorker
+
+            worker = InterpreterWorker(worker_id, max_requests, self.server, self.heartbeat, self._plugins)
         else:
             worker = ThreadWorker(worker_id, max_requests, self.server, self.heartbeat)
         self.server.plugins.call("pounce_worker_spawn", config=self.config, worker_id=worker_id)
@@ -393,6 +401,9 @@ class Supervisor:
             return
         if reason == "boot-failed" and code == EXIT_LIFESPAN and not self.ever_ready:
             raise LifespanError(f"{worker.describe()}: {worker.error or 'lifespan startup failed'}")
+        if reason == "boot-failed" and code == EXIT_INCOMPATIBLE and not self.ever_ready:
+            # Every interpreter worker would fail the same way: say why once.
+            raise SupervisorError(worker.error or "a module cannot be loaded in a subinterpreter")
         if uptime < self.min_uptime or reason == "boot-failed":
             self.failures += 1
         else:
@@ -435,7 +446,7 @@ class Supervisor:
             worker.stop(force=True)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and any(
-            w.poll() is None and not getattr(w, "abandoned", False) for w in self.workers
+            w.poll() is None and not w.abandoned for w in self.workers
         ):
             time.sleep(0.02)
         for worker in self.workers:
@@ -462,13 +473,21 @@ def describe_exit(code: int | None) -> str:
 
 
 def resolve_mode(server: Server) -> str:
-    """Process mode needs an import path to re-import the app in each child;
-    without one (a Server given only a callable) fall back to threads."""
+    """Process and interpreter modes need an import path to re-import the app
+    in each worker; without one (a Server given only a callable) fall back
+    to threads."""
     mode = server.worker_mode
-    if mode == "process" and not server.app_path:
+    if mode == "interpreter":
+        from pounce.plugins.supervisor.interpreter import available
+
+        if not available():
+            version = ".".join(map(str, sys.version_info[:3]))
+            raise ConfigError(f"worker_mode interpreter needs Python 3.14 or newer (concurrent.interpreters); "
+                              f"this is Python {version}")
+    if mode in ("process", "interpreter") and not server.app_path:
         logger.warning(
-            "worker_mode process needs the app as \"module:attr\" to import it in each worker "
-            "process; this Server was given an app object only, so workers run as threads"
+            "worker_mode %s needs the app as \"module:attr\" to import it in each worker; "
+            "this Server was given an app object only, so workers run as threads", mode
         )
         return "thread"
     return mode

@@ -23,6 +23,7 @@ from typing import Any
 from pounce.core.errors import LifespanError, PounceError
 from pounce.core.transport.listeners import Listener
 from pounce.plugins.supervisor.workers import (
+    ABORT,
     BEAT,
     ERROR,
     EXIT_LIFESPAN,
@@ -152,11 +153,30 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
 
     def beat(worker: Any) -> None:
         status.send(BEAT)
-        if os.getppid() != spec.parent_pid:
+        if spec.parent_pid and os.getppid() != spec.parent_pid:
             logger.warning("worker %d: supervisor is gone; stopping", spec.worker_id)
             worker.stop()
 
-    loop.add_signal_handler(signal.SIGTERM, on_term)
+    if spec.control_fd is None:
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    else:  # an interpreter worker: STOP drains like SIGTERM, ABORT aborts
+        def on_control() -> None:
+            fd = spec.control_fd
+            assert fd is not None
+            try:
+                commands = os.read(fd, 64)
+            except BlockingIOError:
+                return
+            if not commands:  # the supervisor is gone
+                loop.remove_reader(fd)
+                commands = ABORT
+            for command in commands:
+                if bytes([command]) == ABORT:
+                    holder["signals"] += 1
+                on_term()
+
+        os.set_blocking(spec.control_fd, False)
+        loop.add_reader(spec.control_fd, on_control)
     await serve_worker(
         manager, config, app, sockets, tls=tls, worker_id=spec.worker_id,
         lifespan=WorkerLifespan(manager, config), max_requests=spec.max_requests,

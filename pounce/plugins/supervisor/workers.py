@@ -1,4 +1,5 @@
-"""Worker handles: what the supervisor holds for each thread or process.
+"""Worker handles: what the supervisor holds for each thread or process
+(interpreter workers: :mod:`.interpreter`).
 
 The supervisor's policy (how many, when to replace, when to give up) lives in
 ``arbiter.py`` and only talks to a handle through a few members: ``start``,
@@ -41,9 +42,16 @@ READY = b"R"
 BEAT = b"H"
 RETIRE = b"X"
 ERROR = b"E"
+# Commands the supervisor writes to an interpreter worker's control pipe:
+# what SIGTERM and SIGKILL are to a worker process.
+STOP = b"T"
+ABORT = b"K"
 
 # Exit status of a worker process whose lifespan startup failed.
 EXIT_LIFESPAN = 3
+# Exit status of an interpreter worker that met a module which cannot be
+# loaded in a subinterpreter (every other worker would, too).
+EXIT_INCOMPATIBLE = 4
 
 
 class Phase(enum.Enum):
@@ -58,6 +66,9 @@ class WorkerHandle:
     """Supervisor-side state of one worker, whatever runs it."""
 
     kind = "?"
+    # A worker on a thread of this process (thread, interpreter) cannot be
+    # killed: on a heartbeat timeout or a stuck forced stop it is abandoned.
+    in_process = False
 
     def __init__(self, worker_id: int, max_requests: int) -> None:
         self.worker_id = worker_id
@@ -80,6 +91,8 @@ class WorkerHandle:
         # Set when the supervisor ended the worker itself (heartbeat timeout).
         self.kill_reason: str | None = None
         self.error: str | None = None
+        # An in-process worker the supervisor stopped waiting for.
+        self.abandoned = False
 
     def describe(self) -> str:
         return f"worker {self.worker_id}"
@@ -110,6 +123,7 @@ class ThreadWorker(WorkerHandle):
     lifespan state of the main thread."""
 
     kind = "thread"
+    in_process = True
 
     def __init__(self, worker_id: int, max_requests: int, server: Server, heartbeat: float) -> None:
         super().__init__(worker_id, max_requests)
@@ -117,7 +131,6 @@ class ThreadWorker(WorkerHandle):
         self.heartbeat = heartbeat
         self.thread: threading.Thread | None = None
         self.exitcode: int | None = None
-        self.abandoned = False
         self._worker: Any = None
         self._stop_request: bool | None = None  # None: not asked; else "force"
 
@@ -223,6 +236,9 @@ class ChildSpec:
     plugins: list[bytes] = field(default_factory=list)  # pickled programmatic plugins
     # Plugins' listeners (Listener.spec()); their fds are inherited too.
     listeners: list[Any] = field(default_factory=list)
+    # Interpreter workers get no signals (only the main interpreter's main
+    # thread does): the supervisor writes STOP or ABORT on this pipe instead.
+    control_fd: int | None = None
 
 
 # The child reads its sys.path (one JSON line) and then the pickled spec from
@@ -233,7 +249,74 @@ _BOOT = (
 )
 
 
-class ProcessWorker(WorkerHandle):
+class StatusPipeReader:
+    """Reads a worker's status pipe on the supervisor's loop (process and
+    interpreter workers): each line sets ``ready``, ``wants_retire`` or
+    ``error``, and any line counts as a heartbeat."""
+
+    ready: bool
+    wants_retire: bool
+    last_beat: float
+    error: str | None
+    _status_fd: int | None = None
+    _partial = b""
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def watch_status(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._status_fd = fd
+        self._loop = loop
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._on_status)
+
+    def drain_status(self) -> None:
+        """Read whatever is still in the pipe (the worker ended)."""
+        while self._status_fd is not None and self._readable(self._status_fd):
+            self._on_status()
+
+    def _on_status(self) -> None:
+        fd = self._status_fd
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_status()
+            return
+        self.last_beat = time.monotonic()
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            code = line[:1]
+            if code == READY:
+                self.ready = True
+            elif code == RETIRE:
+                self.wants_retire = True
+            elif code == ERROR:
+                self.error = line[2:].decode("utf-8", "replace")
+
+    def close_status(self) -> None:
+        fd, self._status_fd = self._status_fd, None
+        if fd is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    @staticmethod
+    def _readable(fd: int) -> bool:
+        import select
+
+        try:
+            return bool(select.select([fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+
+class ProcessWorker(StatusPipeReader, WorkerHandle):
     """A worker process started fresh (fork + exec of the interpreter): it
     imports the app itself and runs its own lifespan."""
 
@@ -246,9 +329,6 @@ class ProcessWorker(WorkerHandle):
         self.heartbeat = heartbeat
         self.plugins = plugins
         self.proc: subprocess.Popen[bytes] | None = None
-        self._status_fd: int | None = None
-        self._partial = b""
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pid(self) -> int | None:
@@ -298,59 +378,13 @@ class ProcessWorker(WorkerHandle):
             raise
         finally:
             os.close(write_fd)
-        self._status_fd = read_fd
-        self._loop = loop
-        loop.add_reader(read_fd, self._on_status)
-
-    def _on_status(self) -> None:
-        fd = self._status_fd
-        if fd is None:
-            return
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close_status()
-            return
-        self.last_beat = time.monotonic()
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
-            code = line[:1]
-            if code == READY:
-                self.ready = True
-            elif code == RETIRE:
-                self.wants_retire = True
-            elif code == ERROR:
-                self.error = line[2:].decode("utf-8", "replace")
-
-    def _close_status(self) -> None:
-        fd, self._status_fd = self._status_fd, None
-        if fd is None:
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(fd)
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        self.watch_status(loop, read_fd)
 
     def poll(self) -> int | None:
         code = self.proc.poll() if self.proc is not None else 1
         if code is not None:
-            # Read what the worker said last (its error) before it is reaped.
-            while self._status_fd is not None and self._readable(self._status_fd):
-                self._on_status()
+            self.drain_status()  # what the worker said last (its error)
         return code
-
-    @staticmethod
-    def _readable(fd: int) -> bool:
-        import select
-
-        try:
-            return bool(select.select([fd], [], [], 0)[0])
-        except (OSError, ValueError):
-            return False
 
     def _signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -366,7 +400,7 @@ class ProcessWorker(WorkerHandle):
         self._signal(signal.SIGKILL)
 
     def close(self) -> None:
-        self._close_status()
+        self.close_status()
 
 
 def close_quietly(sockets: list[socket.socket]) -> None:
