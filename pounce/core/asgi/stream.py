@@ -20,6 +20,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from pounce.core.asgi.eager import start_task
+
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
     from pounce.core.protocol.events import Request
@@ -84,7 +86,10 @@ class StreamOwner(Protocol):
         the connection, reset the stream)."""
 
     def stream_done(self, stream: HttpStream) -> None:
-        """The app has returned and the stream is over."""
+        """The app has returned and the stream is over. ``stream.task`` is
+        None when this comes from inside :meth:`HttpStream.start` (an app that
+        finished in its first step): the owner should not start another
+        stream from here then, or pipelined requests would nest."""
 
 
 class HttpStream:
@@ -127,8 +132,11 @@ class HttpStream:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        """Run the app for this request in a task of its own."""
-        self.task = self.ctx.loop.create_task(self.run(self.ctx.app))  # type: ignore[union-attr]
+        """Run the app for this request in a task of its own, started eagerly
+        (:mod:`.eager`): an app that does not wait has answered, and the
+        stream is done (:meth:`StreamOwner.stream_done` called, with
+        ``task`` still None), by the time this returns."""
+        self.task = start_task(self.ctx.loop, self.run(self.ctx.app))  # type: ignore[arg-type]
 
     # -- fed by the owner ---------------------------------------------------------
 

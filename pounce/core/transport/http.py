@@ -141,40 +141,49 @@ class HttpProtocol(Connection):
     # -- events --------------------------------------------------------------------
 
     def _handle(self, events: list[object]) -> None:
-        for event in events:
-            kind = type(event)
-            if kind is Data:
-                stream = self.stream
-                if stream is not None:
-                    if stream.feed(event.data):  # type: ignore[attr-defined]
-                        self._pause_reading()
-                    elif stream.too_large:
-                        self._reject(413, "request body too large")
+        # A request's stream starts once the whole batch is fed to it (its
+        # body, its end, a pause): the app's first step runs inside start
+        # (eager), and may finish the request and move on to the next.
+        stream = None
+        try:
+            for event in events:
+                kind = type(event)
+                if kind is Data:
+                    current = self.stream
+                    if current is not None:
+                        if current.feed(event.data):  # type: ignore[attr-defined]
+                            self._pause_reading()
+                        elif current.too_large:
+                            self._reject(413, "request body too large")
+                            return
+                    elif self.drain_left >= 0:
+                        self.drain_left -= len(event.data)  # type: ignore[attr-defined]
+                        if self.drain_left < 0:
+                            self._close()
+                            return
+                elif kind is EndOfMessage:
+                    if self.stream is not None:
+                        self.stream.feed_end()
+                    elif self.drain_left >= 0:
+                        self.drain_left = -1
+                        self._next_cycle()
                         return
-                elif self.drain_left >= 0:
-                    self.drain_left -= len(event.data)  # type: ignore[attr-defined]
-                    if self.drain_left < 0:
+                elif kind is Request:
+                    stream = self._on_request(event)  # type: ignore[arg-type]
+                    if self.closed:
+                        return
+                elif kind is Paused:
+                    self._pause_reading()
+                elif kind is ConnectionClosed:
+                    if self.stream is None and self.drain_left < 0:
                         self._close()
-                        return
-            elif kind is EndOfMessage:
-                if self.stream is not None:
-                    self.stream.feed_end()
-                elif self.drain_left >= 0:
-                    self.drain_left = -1
-                    self._next_cycle()
                     return
-            elif kind is Request:
-                self._on_request(event)  # type: ignore[arg-type]
-                if self.closed:
-                    return
-            elif kind is Paused:
-                self._pause_reading()
-            elif kind is ConnectionClosed:
-                if self.stream is None and self.drain_left < 0:
-                    self._close()
-                return
+        finally:
+            if stream is not None:
+                stream.start()
 
-    def _on_request(self, request: Request) -> None:
+    def _on_request(self, request: Request) -> HttpStream | None:
+        """Admit a request; the stream for it, to start (by ``_handle``)."""
         if self.reading_head:
             self.reading_head = False
             self._cancel_timer()
@@ -182,25 +191,25 @@ class HttpProtocol(Connection):
         ctx = self.ctx
         if ctx.max_body and request.content_length > ctx.max_body:
             self._reject(413, "request body too large")
-            return
+            return None
         if self.over_limit:
             # Over the limit when accepted; look again now, as the connections
             # that made it so may have closed since (a client that closes one
             # connection and opens the next is not over any limit).
             if len(ctx.connections) > ctx.limit_concurrency:
                 self._reject(503, "Service Unavailable")
-                return
+                return None
             self.over_limit = False
         if ctx.shutting_down:
             self._reject(503, "Service Unavailable")
-            return
+            return None
         upgrade = request.upgrade
         if upgrade is not None and ctx.websocket.enabled and upgrade.lower() == b"websocket":
             self.upgrade_to_websocket(request)
-            return
+            return None
         stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
         self.stream = stream
-        stream.start()
+        return stream
 
     def upgrade_to_websocket(self, request: Request) -> None:
         """Hand the transport over to WebSocket for an ``Upgrade: websocket``.
@@ -323,7 +332,17 @@ class HttpProtocol(Connection):
         if self.eof_seen and not conn.buffer:
             self._close()  # the client half-closed after its last request
             return
+        if conn.buffer and stream.task is None:
+            # Done inside its own start (eager): take the pipelined request
+            # behind it on the next turn, not nested in this one.
+            self._arm_idle()
+            self.loop.call_soon(self._resume_cycle)
+            return
         self._next_cycle()
+
+    def _resume_cycle(self) -> None:
+        if not self.closed and self.stream is None:
+            self._next_cycle()
 
     # -- between requests ------------------------------------------------------------
 
