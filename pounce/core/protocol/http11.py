@@ -52,10 +52,12 @@ from pounce.core.protocol.responses import (
     LAST_CHUNK,
     DefaultHeaders,
     chunk,
+    fast_response_head,
     informational,
     last_chunk,
     reason,
-    render_response_head,
+    render_response_head_full,
+    status_line,
 )
 
 __all__ = ["H1Connection"]
@@ -287,10 +289,35 @@ class H1Connection:
         """
         request = self.request
         assert request is not None
-        if self.waits_for_continue:
+        if request.expect_continue and not self.continue_sent:
             # The client never got its 100 and may or may not send the body
             # now: the connection cannot be reused safely.
             self.keep_alive = False
+        preamble = self.defaults.preamble
+        if preamble is not None and self.keep_alive and request.keep_alive and status != 204 and status != 304:
+            line = status_line(status)
+            if line is not None and request.method != b"HEAD":
+                # The common response (see fast_response_head), whole or not.
+                head = fast_response_head(line, headers, preamble, request.http_version,
+                                          -1 if more or trailers else len(body))
+                if head is not None:
+                    self.framing = CONTENT_LENGTH
+                    self.reusable = True
+                    self.bodiless = False
+                    if more or trailers:
+                        self.remaining = head.content_length
+                        return head.data + self.body(body, more, trailers) if body else head.data
+                    if len(body) != head.content_length:
+                        self.remaining = head.content_length
+                        return head.data + self.body(body, more, trailers)  # raises, as h11 would
+                    self.remaining = 0
+                    self.response_done = True
+                    return head.data + body
+        return self._response(request, status, headers, body, more, trailers)
+
+    def _response(self, request: Request, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                  more: bool, trailers: bool) -> bytes:
+        """:meth:`response` by the full route: any headers, any framing."""
         has_length = has_server = has_date = has_coding = False
         for name, _ in headers:
             if name == b"content-length":
@@ -321,7 +348,7 @@ class H1Connection:
         if not self.keep_alive:
             final.append((b"connection", b"close"))
         try:
-            head = render_response_head(
+            head = render_response_head_full(
                 status, final, reason=reason(status), request_method=request.method,
                 request_version=request.http_version, keep_alive=request.keep_alive,
                 preamble=preamble or b"")
