@@ -36,6 +36,34 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _DISCONNECT = {"type": "http.disconnect"}
 
 
+# Lowercase header names apps have sent: a header list made only of these, as
+# (bytes, bytes) tuples, is taken as it is (bounded; starts over when full).
+_LOWER_NAMES: set[bytes] = set()
+_LOWER_NAMES_MAX = 512
+
+
+def _response_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The app's response headers as a list of ``(lowercase name, value)``
+    bytes tuples: a copy of the list when it is one already (the common
+    case, checked without making a tuple), else a converted one."""
+    if headers.__class__ is not list and headers.__class__ is not tuple:
+        headers = list(headers)  # any iterable, read once
+    names = _LOWER_NAMES
+    for pair in headers:
+        if pair.__class__ is not tuple:
+            break
+        name, value = pair
+        if name.__class__ is not bytes or value.__class__ is not bytes or name not in names:
+            break
+    else:
+        return list(headers)
+    converted = [(bytes(n).lower(), bytes(v)) for n, v in headers]
+    if len(names) >= _LOWER_NAMES_MAX:
+        names.clear()
+    names.update(n for n, _ in converted)
+    return converted
+
+
 class ClientDisconnected(OSError):
     """``send()`` on a connection the client has gone from (ASGI HTTP 2.4).
 
@@ -109,7 +137,8 @@ class HttpStream:
         self.request = request
         self.stream_id = request.stream_id
         self.task: asyncio.Task[None] | None = None
-        self.started_at = time.perf_counter()
+        # (Only request observers read the duration.)
+        self.started_at = time.perf_counter() if ctx.observers else 0.0
         self.is_head = request.method == b"HEAD"
         self.body: list[bytes] = []
         self.buffered = 0  # bytes waiting for the app
@@ -160,7 +189,9 @@ class HttpStream:
 
     def feed_end(self) -> None:
         self.body_complete = True
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def on_disconnect(self) -> None:
         """The client is gone (or the stream was reset): the app's next
@@ -192,11 +223,16 @@ class HttpStream:
             self._app_ended()
             self.failed = True
         else:
-            self._app_ended()
+            if not self.response_complete:
+                self._app_ended()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            self._report()
+            ctx.requests_served += 1
+            if ctx.max_requests and ctx.requests_served == ctx.max_requests and ctx.on_request_limit:
+                ctx.on_request_limit()
+            if ctx.observers:
+                self._report()
             self.owner.stream_done(self)
 
     def _app_ended(self) -> None:
@@ -232,7 +268,7 @@ class HttpStream:
             self.task.cancel()
 
     def _report(self) -> None:
-        self.ctx.count_request()
+        """The request observers (counted already: see ``count_request``)."""
         observers = self.ctx.observers
         if observers:
             duration = time.perf_counter() - self.started_at
@@ -301,7 +337,9 @@ class HttpStream:
                     self.body_ended = True
                 else:
                     self.response_complete = True
-                    self._wake()
+                    waiter = self._waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
             elif wait:
                 await owner.drain(self)
             return
@@ -313,7 +351,7 @@ class HttpStream:
                 raise RuntimeError(f"invalid status {status!r}")
             self.response_started = True
             self.status = status
-            self.response_headers = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ())]
+            self.response_headers = _response_headers(message.get("headers", ()))
             if message.get("trailers", False):
                 self.trailers_expected = True
             return
