@@ -202,6 +202,10 @@ class H1Connection:
         self.request = head
         left = head.content_length
         if not left:
+            if consumed == len(buf) and head.keep_alive:
+                # (_complete, for the commonest request: no body, nothing behind.)
+                self.state = DONE
+                return [head, END]
             return self._complete([head, END], buf[consumed:] if consumed < len(buf) else b"")
         have = len(buf) - consumed
         if have > left:

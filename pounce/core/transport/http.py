@@ -259,7 +259,11 @@ class HttpProtocol(Connection):
     def send_head(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
                   more: bool, trailers: bool) -> bool:
         data = self.conn.response(status, headers, body, more, trailers)
-        self._write_or_raise(stream, data)
+        transport = self.transport
+        if self.closed or transport.is_closing():  # type: ignore[union-attr]
+            stream.on_disconnect()
+            raise ClientDisconnected("the client has disconnected")
+        transport.write(data)  # type: ignore[union-attr]
         return more and self.write_paused
 
     def send_body(self, stream: HttpStream, body: bytes, more: bool) -> bool:
@@ -316,7 +320,9 @@ class HttpProtocol(Connection):
         if self.closed:
             return
         conn = self.conn
-        if not conn.can_reuse or stream.failed or self.ctx.shutting_down:
+        # (conn.can_reuse, spelt out: this runs once per request.)
+        if not (conn.keep_alive and conn.reusable and conn.response_done) or stream.failed \
+                or self.ctx.shutting_down:
             self._close()
             return
         if conn.state is not DONE:
@@ -347,7 +353,11 @@ class HttpProtocol(Connection):
     # -- between requests ------------------------------------------------------------
 
     def _next_cycle(self) -> None:
-        self._arm_idle()
+        # (_arm_idle, spelt out for the common case: the timer is armed.)
+        self.idle_deadline = self.clock() + self.ctx.keep_alive_timeout
+        timer = self._timer
+        if timer is None or timer is not self._idle_timer:
+            self._arm_idle()
         if self.write_paused:
             # The client is not reading its responses: take no further
             # (pipelined) request until it does, or answers pile up in memory.
@@ -356,7 +366,8 @@ class HttpProtocol(Connection):
         self._start_next()
 
     def _start_next(self) -> None:
-        self._resume_reading()
+        if self.read_paused:
+            self._resume_reading()
         try:
             events = self.conn.next_cycle()
         except ProtocolError as exc:
@@ -370,7 +381,7 @@ class HttpProtocol(Connection):
 
     def _arm_idle(self) -> None:
         loop = self.loop
-        self.idle_deadline = loop.time() + self.ctx.keep_alive_timeout
+        self.idle_deadline = self.clock() + self.ctx.keep_alive_timeout
         timer = self._timer
         if timer is None or timer is not self._idle_timer:
             if timer is not None:
