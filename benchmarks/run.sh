@@ -3,9 +3,9 @@
 #   bash benchmarks/run.sh [bench.py options]     (or: make bench)
 #   bash benchmarks/run.sh --files [files_bench.py options]   (static files, compression)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
-# and uvloop, matplotlib, py-spy), installs wrk with apt-get when it is
-# missing, raises the open-file limit for the 10,000-connection scenario,
-# then runs bench.py. Results land in benchmarks/results/.
+# and uvloop, granian, hypercorn, starlette, matplotlib, py-spy), installs
+# wrk with apt-get when it is missing, raises the open-file limit for the
+# 10,000-connection scenario, then runs bench.py. Results land in benchmarks/results/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
@@ -26,10 +26,10 @@ fi
 stamp="$venv/.bench-stamp"
 want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bench: installing pounce, uvicorn[standard], starlette, granian, matplotlib, py-spy into $venv" >&2
+  echo "bench: installing pounce, uvicorn[standard], starlette, granian, hypercorn, matplotlib, py-spy into $venv" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli]" "uvicorn[standard]" httptools uvloop wsproto \
-    websockets matplotlib py-spy starlette granian
+    websockets matplotlib py-spy starlette granian hypercorn
   echo "$want" > "$stamp"
 fi
 
