@@ -45,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -244,12 +245,24 @@ class Driver:
         protocols = self.protocols
         turn = self._turn
         conns = self.conns
-        for _ in range(rounds):
-            batch.remaining = conns
-            for protocol in protocols:
-                feed(protocol)
-            while batch.remaining > 0:
-                turn()
+        loop = self.loop
+        stepping = turn == self._run_once
+        if stepping:
+            # What run_forever sets up, so that the loop counts as running
+            # (3.12's eager tasks start eagerly only on a running loop).
+            loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]
+            asyncio.events._set_running_loop(loop)
+        try:
+            for _ in range(rounds):
+                batch.remaining = conns
+                for protocol in protocols:
+                    feed(protocol)
+                while batch.remaining > 0:
+                    turn()
+        finally:
+            if stepping:
+                loop._thread_id = None  # type: ignore[attr-defined]
+                asyncio.events._set_running_loop(None)
 
     def check(self) -> None:
         if not self.response.startswith(b"HTTP/1.1 200 "):
