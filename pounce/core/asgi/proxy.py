@@ -79,7 +79,7 @@ class ProxyTrust:
         """
         scope[TRUSTED_PEER_KEY] = scope["client"]
         for name, _ in headers:
-            if name in _PROXY_HEADERS:
+            if name in PROXY_HEADERS:
                 break
         else:
             return  # a trusted peer that forwarded nothing (the common case)
@@ -138,7 +138,8 @@ class ProxyTrust:
         return chosen.get("for"), chosen.get("proto"), chosen.get("host")
 
 
-_PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# The request headers a trusted proxy forwards the client's view in.
+PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
 def _split(values: list[bytes]) -> list[str]:

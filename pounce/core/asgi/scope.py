@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from pounce.core.asgi.proxy import PROXY_HEADERS, TRUSTED_PEER_KEY
+
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
     from pounce.core.protocol.events import Request
@@ -98,7 +100,13 @@ def build_scope(ctx: AppContext, info: ConnectionInfo, request: Request, kind: s
     if version != b"1.1":
         scope["http_version"] = _HTTP_VERSIONS.get(version, "1.1")
     if info.trusted_proxy:
-        ctx.proxy.apply(scope, headers)  # type: ignore[union-attr]
+        # (ProxyTrust.apply's first step, spelt out: a trusted peer that
+        # forwards nothing is the common case.)
+        scope[TRUSTED_PEER_KEY] = scope["client"]
+        for name, _ in headers:
+            if name in PROXY_HEADERS:
+                ctx.proxy.apply(scope, headers)  # type: ignore[union-attr]
+                break
     return scope
 
 

@@ -50,6 +50,7 @@ from pounce.core.protocol.events import (
 from pounce.core.protocol.h1fast import parse_request_head
 from pounce.core.protocol.responses import (
     LAST_CHUNK,
+    STATUS_LINES,
     DefaultHeaders,
     chunk,
     fast_response_head,
@@ -57,7 +58,6 @@ from pounce.core.protocol.responses import (
     last_chunk,
     reason,
     render_response_head_full,
-    status_line,
 )
 
 __all__ = ["H1Connection"]
@@ -110,7 +110,12 @@ class H1Connection:
     def receive_data(self, data: bytes) -> list[object]:
         state = self.state
         if state is IDLE:
-            return self._read_head(self.buffer + data if self.buffer else data)
+            buf = self.buffer + data if self.buffer else data
+            if self.fast:  # (_read_head, spelt out: this runs once per request)
+                head = parse_request_head(buf, self.max_head_size)
+                if head is not None and head.framing is CONTENT_LENGTH:
+                    return self._start(head, buf, head.consumed)
+            return self._read_head_h11(buf)
         if state is BODY:
             return self._read_body(data)
         if state is H11:
@@ -167,6 +172,10 @@ class H1Connection:
             head = parse_request_head(buf, self.max_head_size)
             if head is not None and head.framing is CONTENT_LENGTH:
                 return self._start(head, buf, head.consumed)
+        return self._read_head_h11(buf)
+
+    def _read_head_h11(self, buf: bytes) -> list[object]:
+        """A head h1fast did not take (or an incomplete one): h11 reads it."""
         match = _BLANK_LINE.search(buf)
         if match is None:
             if len(buf) > self.max_head_size:
@@ -299,24 +308,25 @@ class H1Connection:
             self.keep_alive = False
         preamble = self.defaults.preamble
         if preamble is not None and self.keep_alive and request.keep_alive and status != 204 and status != 304:
-            line = status_line(status)
+            line = STATUS_LINES.get(status)
             if line is not None and request.method != b"HEAD":
                 # The common response (see fast_response_head), whole or not.
-                head = fast_response_head(line, headers, preamble, request.http_version,
+                fast = fast_response_head(line, headers, preamble, request.http_version,
                                           -1 if more or trailers else len(body))
-                if head is not None:
+                if fast is not None:
+                    data, length = fast
                     self.framing = CONTENT_LENGTH
                     self.reusable = True
                     self.bodiless = False
                     if more or trailers:
-                        self.remaining = head.content_length
-                        return head.data + self.body(body, more, trailers) if body else head.data
-                    if len(body) != head.content_length:
-                        self.remaining = head.content_length
-                        return head.data + self.body(body, more, trailers)  # raises, as h11 would
+                        self.remaining = length
+                        return data + self.body(body, more, trailers) if body else data
+                    if len(body) != length:
+                        self.remaining = length
+                        return data + self.body(body, more, trailers)  # raises, as h11 would
                     self.remaining = 0
                     self.response_done = True
-                    return head.data + body
+                    return data + body
         return self._response(request, status, headers, body, more, trailers)
 
     def _response(self, request: Request, status: int, headers: list[tuple[bytes, bytes]], body: bytes,

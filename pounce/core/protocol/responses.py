@@ -17,7 +17,7 @@ from pounce.core.protocol.events import CHUNKED, CONTENT_LENGTH, HTTP10
 __all__ = [
     "REASONS", "reason", "ResponseHead", "render_response_head", "header_preamble", "chunk",
     "LAST_CHUNK", "last_chunk", "error_response", "informational", "render_head", "DefaultHeaders",
-    "check_fields", "fast_response_head", "render_response_head_full", "status_line",
+    "check_fields", "fast_response_head", "render_response_head_full", "STATUS_LINES",
 ]
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
@@ -26,11 +26,6 @@ REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in http.HTT
 def reason(status: int) -> bytes:
     """The standard reason phrase (empty for a status without one)."""
     return REASONS.get(status, b"")
-
-
-def status_line(status: int) -> bytes | None:
-    """``HTTP/1.1 <status> <reason>\\r\\n`` for a status with a standard reason."""
-    return _STATUS_LINES.get(status)
 
 
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -100,11 +95,11 @@ def render_response_head(
     take no part in the decisions above (:func:`header_preamble` checks).
     """
     if keep_alive and status != 204 and status != 304 and request_method != b"HEAD":
-        line = _STATUS_LINES.get(status)
+        line = STATUS_LINES.get(status)
         if line is not None and line[9 + 4:-2] == reason:
-            head = fast_response_head(line, headers, preamble, request_version, -1)
-            if head is not None:
-                return head
+            fast = fast_response_head(line, headers, preamble, request_version, -1)
+            if fast is not None:
+                return ResponseHead(fast[0], CONTENT_LENGTH, fast[1], True)
     return render_response_head_full(status, headers, reason=reason, request_method=request_method,
                                      request_version=request_version, keep_alive=keep_alive, preamble=preamble)
 
@@ -223,21 +218,23 @@ _LINES: dict[tuple[bytes, bytes], bytes] = {}
 _LINE_CACHE_MAX = 1024
 _LINE_CACHE_VALUE_MAX = 256
 _NOT_PLAIN = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"server", b"date"})
-_STATUS_LINES: dict[int, bytes] = {
+# ``HTTP/1.1 <status> <reason>\r\n`` for each status with a standard reason.
+STATUS_LINES: dict[int, bytes] = {
     status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in REASONS.items()
 }
 _KEEP_ALIVE_10 = b"Connection: keep-alive\r\n"
 
 
 def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], preamble: bytes,
-                       request_version: bytes, whole: int) -> ResponseHead | None:
+                       request_version: bytes, whole: int) -> tuple[bytes, int] | None:
     """The common response, or None for :func:`render_response_head`'s full
     route: a request that keeps the connection, a status with a body, no
     HEAD, every header one seen before (or a plain ``content-length``), and
     either a Content-Length or a body sent whole (``whole`` bytes; -1: not
-    whole) for which one is added, last, as the connection adds it. The bytes
-    are those of the full route (the differential tests compare both with
-    h11, cold and warm)."""
+    whole) for which one is added, last, as the connection adds it. Returns
+    the head and its Content-Length (the framing is Content-Length, the
+    connection stays); the bytes are those of the full route (the
+    differential tests compare both with h11, cold and warm)."""
     lines = [status_line, preamble]
     append = lines.append
     get = _LINES.get
@@ -264,7 +261,7 @@ def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], p
             return None
         append(_KEEP_ALIVE_10)
     append(b"\r\n")
-    return ResponseHead(b"".join(lines), CONTENT_LENGTH, int(length), True)
+    return b"".join(lines), int(length)
 
 
 _NOT_IN_PREAMBLE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
