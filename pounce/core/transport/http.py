@@ -269,7 +269,11 @@ class HttpProtocol(Connection):
     def send_body(self, stream: HttpStream, body: bytes, more: bool) -> bool:
         data = self.conn.body(body, more, stream.trailers_expected)
         if data:
-            self._write_or_raise(stream, data)
+            transport = self.transport
+            if self.closed or transport.is_closing():  # type: ignore[union-attr]
+                stream.on_disconnect()
+                raise ClientDisconnected("the client has disconnected")
+            transport.write(data)  # type: ignore[union-attr]
         return more and self.write_paused
 
     def send_trailers(self, stream: HttpStream, trailers: list[tuple[bytes, bytes]]) -> None:
