@@ -18,7 +18,8 @@ connections send them, on a real event loop, and reports:
 - ``--time``: CPU microseconds per request (a sanity check; noisy here).
 
 Scenarios: ``hello`` (``GET /``, 13 bytes), ``post`` (64 KiB POST read in
-full), ``stream`` (1 MiB in 16 chunks of 64 KiB), and ``null``, a bare
+full), ``stream`` (1 MiB in 16 chunks of 64 KiB), ``ws`` (a 16-byte text
+message echoed on an open WebSocket), and ``null``, a bare
 asyncio protocol answering a fixed response through the same driver: the
 floor of the driver and the loop, to subtract from the others.
 
@@ -59,6 +60,11 @@ POST_BODY = b"x" * (64 * 1024)
 POST = (b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: 65536\r\n"
         b"Content-Type: application/octet-stream\r\n\r\n" + POST_BODY)
 FIXED = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nHello, world!"
+WS_HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+_MASK = b"\x12\x34\x56\x78"
+# A 16-byte text message from a client (masked), as the bench's echo client sends it.
+WS_FRAME = bytes([0x81, 0x80 | 16]) + _MASK + bytes(b ^ _MASK[i % 4] for i, b in enumerate(b"0123456789abcdef"))
 
 # What each request arrives as: the reads of one request (wrk writes a whole
 # request at once; 64 KiB of POST arrives in at most a few reads).
@@ -67,6 +73,7 @@ SCENARIOS: dict[str, list[bytes]] = {
     "post": [POST],
     "stream": [STREAM],
     "null": [HELLO],
+    "ws": [WS_FRAME],  # after the handshake: one echo per round
 }
 
 
@@ -205,27 +212,39 @@ class Driver:
             protocol.connection_made(transport)
             self.protocols.append(protocol)
             self.transports.append(transport)
-        # One request to learn the response size (the Date header keeps its length).
-        first = self.transports[0]
-        first.capture = True
-        self.loop.run_until_complete(self._settle(self.protocols[0]))
-        self.response = bytes(first.captured)
-        first.capture = False
+        if scenario == "ws":
+            # Upgrade every connection, then one echoed frame is one response.
+            for transport in self.transports:
+                transport.capture = True
+                self._feed(transport, [WS_HANDSHAKE])
+            self.loop.run_until_complete(self._settle())
+            self.response = bytes(self.transports[0].captured)
+            size = len(WS_FRAME) - 4  # the echo comes back unmasked
+        else:
+            # One request to learn the response size (the Date header keeps its length).
+            first = self.transports[0]
+            first.capture = True
+            self._feed(first, self.reads)
+            self.loop.run_until_complete(self._settle())
+            self.response = size = bytes(first.captured)  # type: ignore[assignment]
+            size = len(self.response)
         for transport in self.transports:
-            transport.expect = len(self.response)
+            transport.capture = False
+            transport.expect = size
             transport.written = 0
         if isinstance(self.loop, asyncio.BaseEventLoop):
             self._turn = self._run_once  # one iteration of asyncio's loop
         else:
             self._turn = self._run_briefly
 
-    async def _settle(self, protocol: Any) -> None:
-        self._feed(protocol)
+    async def _settle(self) -> None:
         for _ in range(100):
             await asyncio.sleep(0)
 
-    def _feed(self, protocol: Any) -> None:
-        for data in self.reads:
+    @staticmethod
+    def _feed(transport: MemoryTransport, reads: list[bytes]) -> None:
+        protocol = transport.protocol  # (the WebSocket protocol after an upgrade)
+        for data in reads:
             buf = protocol.get_buffer(len(data))
             buf[:len(data)] = data
             protocol.buffer_updated(len(data))
@@ -242,7 +261,8 @@ class Driver:
     def run(self, rounds: int) -> None:
         batch = self.batch
         feed = self._feed
-        protocols = self.protocols
+        transports = self.transports
+        reads = self.reads
         turn = self._turn
         conns = self.conns
         loop = self.loop
@@ -255,8 +275,8 @@ class Driver:
         try:
             for _ in range(rounds):
                 batch.remaining = conns
-                for protocol in protocols:
-                    feed(protocol)
+                for transport in transports:
+                    feed(transport, reads)
                 while batch.remaining > 0:
                     turn()
         finally:
@@ -265,7 +285,8 @@ class Driver:
                 asyncio.events._set_running_loop(None)
 
     def check(self) -> None:
-        if not self.response.startswith(b"HTTP/1.1 200 "):
+        expected = b"HTTP/1.1 101 " if self.scenario == "ws" else b"HTTP/1.1 200 "
+        if not self.response.startswith(expected):
             raise SystemExit(f"{self.scenario}: unexpected response {self.response[:80]!r}")
 
 
