@@ -105,6 +105,23 @@ def test_the_head_waits_for_the_first_body_message_and_carries_it() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("eager", [True, False])
+def test_start_runs_the_first_step_at_once_unless_told_not_to(eager: bool) -> None:
+    async def main() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await respond(send)
+
+        stream, owner = make(app)
+        asyncio.get_running_loop().call_soon(lambda: starts.append(stream.start(eager=eager)))
+        starts: list[None] = []
+        await asyncio.sleep(0)  # the callback runs: start() is called from a plain loop callback
+        assert starts and (owner.kinds() == ["head", "done"]) is eager
+        await asyncio.wait_for(owner.done.wait(), 5)
+        assert owner.kinds() == ["head", "done"]
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("given", [
     [(b"content-type", b"text/plain"), (b"X-Mixed", b"a")],
     ((b"content-type", b"text/plain"), [b"x-list-pair", bytearray(b"v")]),

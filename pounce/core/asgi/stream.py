@@ -160,12 +160,17 @@ class HttpStream:
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    def start(self) -> None:
+    def start(self, eager: bool = True) -> None:
         """Run the app for this request in a task of its own, started eagerly
         (:mod:`.eager`): an app that does not wait has answered, and the
         stream is done (:meth:`StreamOwner.stream_done` called, with
-        ``task`` still None), by the time this returns."""
-        self.task = start_task(self.ctx.loop, self.run(self.ctx.app))  # type: ignore[arg-type]
+        ``task`` still None), by the time this returns. So an owner starts
+        a stream once it has fed it what it has (body, end), and must take
+        ``send_*`` and ``stream_done`` calls from inside ``start``;
+        ``eager=False`` schedules the task instead, for an owner that cannot."""
+        loop = self.ctx.loop
+        coro = self.run(self.ctx.app)
+        self.task = start_task(loop, coro) if eager else loop.create_task(coro)  # type: ignore[union-attr, arg-type]
 
     # -- fed by the owner ---------------------------------------------------------
 
