@@ -157,9 +157,11 @@ def render_response_head_full(
                     if token:
                         connection_tokens.append(token)
             elif name not in _NOT_PLAIN and len(value) <= _LINE_CACHE_VALUE_MAX:
-                if len(_LINES) >= _LINE_CACHE_MAX:
-                    _LINES.clear()  # values that never repeat filled it: start over
-                _LINES[(raw, value)] = b"%s: %s\r\n" % (raw, value)
+                key = (raw, value)
+                if key not in _LINES:
+                    if len(_LINES) >= _LINE_CACHE_MAX:
+                        _LINES.clear()  # values that never repeat filled it: start over
+                    _LINES[key] = b"%s: %s\r\n" % key
             items.append((raw, name, value))
 
     # Framing as h11 chooses it, HEAD counted as GET for the headers.
