@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pounce.core.asgi import eager
-from pounce.core.asgi.eager import start_task
+from pounce.core.asgi.eager import TASK_NAME, start_task
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
 
@@ -67,7 +67,7 @@ def test_the_first_step_runs_in_its_task_with_its_own_context() -> None:
         return task, VAR.get()
 
     task, after = on_loop(start)
-    assert seen == [task, "inside"]
+    assert seen == [task, "inside"] and task.get_name() == TASK_NAME
     assert after == "unset"  # the task's context, not the caller's
 
 

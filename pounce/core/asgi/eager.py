@@ -35,9 +35,11 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["EAGER", "start_task"]
+__all__ = ["EAGER", "TASK_NAME", "start_task"]
 
 _Task = asyncio.Task
+# Every such task's name (the default, "Task-<n>", is formatted per task).
+TASK_NAME = "pounce-app"
 
 
 if sys.version_info >= (3, 12):
@@ -45,7 +47,7 @@ if sys.version_info >= (3, 12):
 
     def start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A task for ``coro`` whose first step has run already."""
-        return _Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return _Task(coro, loop=loop, eager_start=True, name=TASK_NAME)  # type: ignore[call-arg]
 
 else:
     EAGER = "call_soon"
@@ -69,7 +71,7 @@ else:
         context = _copy_context()
         loop.call_soon = first_step  # type: ignore[method-assign]
         try:
-            task = _Task(coro, loop=loop, context=context)
+            task = _Task(coro, loop=loop, context=context, name=TASK_NAME)
         finally:
             del loop.call_soon
         if kept:
