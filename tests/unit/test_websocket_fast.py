@@ -14,6 +14,7 @@ UTF-8, unknown opcodes, messages over the limit).
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pytest
@@ -91,6 +92,29 @@ def run(session: WebSocketSession, chunks: list[bytes], sends: list[Any]) -> lis
     return seen
 
 
+# wsproto's reason for invalid UTF-8 names the bad byte's position within the
+# piece of the frame it was decoding, so it changes with how the bytes came
+# (wsproto alone gives different reasons for the same frame split
+# differently): that position, and the close frame's length byte, are the
+# only things allowed to differ.
+_POSITION = re.compile(r"in position \d+(-\d+)?")
+_POSITION_B = re.compile(rb"\x88.(\x03\xef'utf-8' codec can't decode [^:]*?) in position \d+(-\d+)?", re.S)
+
+
+def normalised(seen: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in seen:
+        if item[0] in ("out", "sent"):
+            item = (item[0], _POSITION_B.sub(lambda m: b"\x88?" + m.group(1) + b" in position N", item[1]))
+        elif item[0] in ("messages", "eof"):
+            item = (item[0], [{**m, "reason": _POSITION.sub("in position N", m["reason"])} if "reason" in m else m
+                              for m in item[1]])
+        elif item[0] == "end" and isinstance(item[2], str):
+            item = (*item[:2], _POSITION.sub("in position N", item[2]), *item[3:])
+        out.append(item)
+    return out
+
+
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     pieces, last = [], 0
@@ -111,7 +135,7 @@ def test_fast_frames_match_wsproto(frames: list[bytes], cuts: list[int], sends: 
     chunks = split(data, cuts)
     fast = run(WebSocketSession([], limit, fast=True), chunks, sends)
     slow = run(WebSocketSession([], limit, fast=False), chunks, sends)
-    assert fast == slow
+    assert normalised(fast) == normalised(slow)
 
 
 def test_the_bench_message_is_read_by_the_fast_path() -> None:
