@@ -55,7 +55,8 @@ simple = st.one_of(
     st.builds(lambda p, m: client_frame(0x8A, p[:125], mask=m), payloads, masks),
 )
 other = st.one_of(
-    st.builds(lambda p: client_frame(0x81, p), st.sampled_from([b"\xff", b"a\xc3", b"\xed\xa0\x80"])),
+    st.builds(lambda p: client_frame(0x81, p), st.sampled_from([b"\xff", b"a\xc3", b"\xed\xa0\x80", b"ab\xffcdefgh",
+                                                                 b"\xc3(" + b"z" * 40])),
     st.builds(lambda c, r: client_frame(0x88, c.to_bytes(2, "big") + r), st.sampled_from([1000, 1001, 1003, 999,
                                                                                           1005, 3000, 4999]),
               st.sampled_from([b"", b"bye", b"\xff"])),
@@ -151,6 +152,17 @@ def test_a_frame_split_anywhere_is_held_then_read_whole() -> None:
     [message] = session.receive_data(data[3:])
     assert message["bytes"] == WebSocketSession([], 1 << 24, fast=False).receive_data(data)[0]["bytes"]
     assert session.fast
+
+
+@pytest.mark.parametrize(("payload", "cut"), [(b"\xffabc", 7), (b"ab\xffcd", 9), (b"x" * 200 + b"\xff", 100),
+                                            (b"\xed\xa0\x80abc", 8), ("é".encode() * 3, 7)])
+def test_text_that_is_not_utf8_fails_as_soon_as_wsproto_would(payload: bytes, cut: int) -> None:
+    """wsproto fails the connection at the first bad byte, before the frame
+    is whole; the fast path, holding the frame, must not wait longer."""
+    data = client_frame(0x81, payload)
+    chunks = [data[:cut], data[cut:]]
+    fast = run(WebSocketSession([], 1 << 24, fast=True), chunks, [])
+    assert normalised(fast) == normalised(run(WebSocketSession([], 1 << 24, fast=False), chunks, []))
 
 
 def test_a_long_incomplete_frame_goes_to_wsproto() -> None:

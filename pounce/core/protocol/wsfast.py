@@ -19,6 +19,7 @@ out (messages, pongs, close codes).
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 __all__ = ["TEXT", "BINARY", "PING", "PONG", "read_frames", "frame"]
@@ -28,6 +29,7 @@ TEXT, BINARY, PING, PONG = 0x1, 0x2, 0x9, 0xA
 # First byte of a simple frame (FIN, no RSV) -> its opcode.
 _SIMPLE_FIRST = {0x80 | TEXT: TEXT, 0x80 | BINARY: BINARY, 0x80 | PING: PING, 0x80 | PONG: PONG}
 _from_bytes = int.from_bytes
+_decoder = codecs.getincrementaldecoder("utf-8")
 # The largest incomplete frame kept back to be read whole.
 HOLD_MAX = 256 * 1024
 
@@ -77,9 +79,18 @@ def read_frames(buf: bytes, max_size: int) -> tuple[list[tuple[int, Any]], int, 
         stop = start + length
         if stop > end:
             # Incomplete: wait for the rest, unless it is large (wsproto
-            # gathers a long frame without copying it again per read).
-            return frames, pos, stop - pos > HOLD_MAX
-        if length:
+            # gathers a long frame without copying it again per read), or
+            # text already not UTF-8 (wsproto fails the connection as soon
+            # as it sees that, before the frame is whole).
+            if stop - pos > HOLD_MAX:
+                return frames, pos, True
+            if opcode == TEXT and end > start:
+                try:
+                    _decoder().decode(_unmask(buf, start, end), False)
+                except UnicodeDecodeError:
+                    return frames, pos, True
+            return frames, pos, False
+        if length:  # (_unmask, spelt out: once per message)
             key = (buf[start - 4:start] * ((length + 3) >> 2))[:length]
             payload = (_from_bytes(buf[start:stop], "little") ^ _from_bytes(key, "little")).to_bytes(length, "little")
         else:
@@ -92,6 +103,13 @@ def read_frames(buf: bytes, max_size: int) -> tuple[list[tuple[int, Any]], int, 
         frames.append((opcode, payload))
         pos = stop
     return frames, pos, False
+
+
+def _unmask(buf: bytes, start: int, stop: int) -> bytes:
+    """``buf[start:stop]`` unmasked with the key in the four bytes before it."""
+    length = stop - start
+    key = (buf[start - 4:start] * ((length + 3) >> 2))[:length]
+    return (_from_bytes(buf[start:stop], "little") ^ _from_bytes(key, "little")).to_bytes(length, "little")
 
 
 def frame(opcode: int, payload: bytes) -> bytes:
