@@ -2,6 +2,8 @@
 # One command for the whole benchmark on a fresh machine:
 #   bash benchmarks/run.sh [bench.py options]     (or: make bench)
 #   bash benchmarks/run.sh --files [files_bench.py options]   (static files, compression)
+#   bash benchmarks/run.sh --h2 [h2_bench.py options]         (HTTP/2 with h2load)
+#   bash benchmarks/run.sh --h3 [h3_bench.py options]         (HTTP/3 against hypercorn)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
 # and uvloop, granian, hypercorn, starlette, matplotlib, py-spy), installs
 # wrk with apt-get when it is missing, raises the open-file limit for the
@@ -26,10 +28,10 @@ fi
 stamp="$venv/.bench-stamp"
 want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bench: installing pounce, uvicorn[standard], starlette, granian, hypercorn, matplotlib, py-spy into $venv" >&2
+  echo "bench: installing pounce, uvicorn[standard], starlette, granian, hypercorn[h3], matplotlib, py-spy into $venv" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli]" "uvicorn[standard]" httptools uvloop wsproto \
-    websockets matplotlib py-spy starlette granian hypercorn
+  "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli,http3]" "uvicorn[standard]" httptools uvloop wsproto \
+    websockets matplotlib py-spy starlette granian "hypercorn[h3]" trustme
   echo "$want" > "$stamp"
 fi
 
@@ -48,9 +50,23 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10240 ]; then
   echo "bench: open-file limit is $(ulimit -n); the 10k idle scenario needs more (use --idle-conns)" >&2
 fi
 
+if [ "${1:-}" = "--h2" ] && ! command -v h2load >/dev/null 2>&1; then
+  echo "bench: installing h2load (nghttp2-client)" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nghttp2-client
+fi
+
 cd "$here"
+if [ "${1:-}" = "--h2" ]; then
+  shift
+  exec "$venv/bin/python" "$here/h2_bench.py" "$@"
+fi
 if [ "${1:-}" = "--files" ]; then
   shift
   exec "$venv/bin/python" "$here/files_bench.py" "$@"
+fi
+if [ "${1:-}" = "--h3" ]; then
+  shift
+  exec "$venv/bin/python" "$here/h3_bench.py" "$@"
 fi
 exec "$venv/bin/python" "$here/bench.py" "$@"

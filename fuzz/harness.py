@@ -15,7 +15,8 @@ raised is a crash too. Invariants:
 1. no exception escapes the protocol callbacks, the app's tasks, or the
    event loop's exception handler;
 2. nothing is logged at ERROR or above (the fuzz apps never fail on purpose);
-3. everything written starts with an HTTP/1.1 status line;
+3. everything written starts with an HTTP/1.1 status line, or, once the
+   connection became HTTP/2 (prior knowledge), with the server's SETTINGS;
 4. after the connection is lost no app task is left running and no timer
    of the connection is left armed (a leak in a long-running server).
 """
@@ -219,7 +220,7 @@ class Driver:
         if self.trap.records:
             raise Finding(f"logged an error: {self.trap.records[0]}")
         out = transport.out
-        if out and not out.startswith(b"HTTP/1.1 "):
+        if out and not out.startswith(b"HTTP/1.1 ") and not _h2_settings_first(out):
             raise Finding(f"output does not start with a status line: {bytes(out[:60])!r}")
         left = [t for t in asyncio.all_tasks(loop) if t not in before and not t.done()]
         if left:
@@ -237,6 +238,11 @@ class Driver:
 
             heapq.heapify(scheduled)
             loop._timer_cancelled_count = 0  # type: ignore[attr-defined]
+
+
+def _h2_settings_first(out: bytearray) -> bool:
+    """HTTP/2 output starts with a SETTINGS frame (type 4) on stream 0."""
+    return len(out) >= 9 and out[3] == 4 and out[4] == 0 and out[5:9] == b"\0\0\0\0"
 
 
 def split_input(data: bytes) -> tuple[bytes, int]:

@@ -133,12 +133,12 @@ UVICORN_NOTES = {
                                        "the target alone is too long).",
     "--ws-ping-timeout": "No pong in time closes with 1011; `0` waits forever.",
     "--lifespan": "Startup failure exits with status 3.",
+    "--http2": "On by default in pounce (ALPN `h2` under TLS, h2c on cleartext); `--no-http2` turns it off.",
 }
 
 # uvicorn flags pounce does not have: the way to get the same result.
 UVICORN_MISSING = {
     "--reload-delay": "No flag: changes are grouped until the tree has been quiet for 100 ms (at most 1.6 s).",
-    "--http2": "No HTTP/2 in pounce yet.",
     "--ws-max-queue": "No flag: pounce stops reading from a client once 64 KiB or 256 messages wait for "
                       "the app.",
     "--interface": "No flag: ASGI 3 and ASGI 2 apps are told apart automatically; WSGI apps are not served.",
@@ -157,7 +157,6 @@ UVICORN_MISSING = {
 _GUNICORN_PARSER = ("gunicorn's own HTTP parser; uvicorn workers do not use it, and neither does pounce "
                     "(h11 refuses such input with 400)")
 _GUNICORN_ASGI = "for gunicorn's own ASGI worker (`-k asgi`), not uvicorn's"
-_GUNICORN_H2 = "gunicorn's own HTTP/2; pounce has no HTTP/2 yet"
 _GUNICORN_DIRTY = "gunicorn's dirty arbiters (long tasks outside the workers) have no equivalent"
 _GUNICORN_SYSLOG = "no syslog option: a `--log-config` with a `logging.handlers.SysLogHandler`"
 _GUNICORN_STATSD = "no statsd: the pounce-prometheus contrib plugin exports request metrics"
@@ -265,12 +264,13 @@ GUNICORN: dict[str, tuple[str | None, str]] = {
     "do_handshake_on_connect": (None, "no equivalent: handshakes are asynchronous, bounded by "
                                       "`--timeout-request-header`"),
     "ciphers": ("tls.ciphers", ""),
-    "http_protocols": (None, _GUNICORN_H2),
-    "http2_cleartext": (None, _GUNICORN_H2),
-    "http2_max_concurrent_streams": (None, _GUNICORN_H2),
-    "http2_initial_window_size": (None, _GUNICORN_H2),
-    "http2_max_frame_size": (None, _GUNICORN_H2),
-    "http2_max_header_list_size": (None, _GUNICORN_H2),
+    "http_protocols": ("http2.enabled", "HTTP/1.1 and HTTP/2 are both on by default; `--no-http2` leaves "
+                                        "HTTP/1.1 only"),
+    "http2_cleartext": ("http2.enabled", "h2c (prior knowledge and `Upgrade: h2c`) comes with HTTP/2"),
+    "http2_max_concurrent_streams": ("http2.max_concurrent_streams", ""),
+    "http2_initial_window_size": ("http2.initial_window_size", ""),
+    "http2_max_frame_size": ("http2.max_frame_size", ""),
+    "http2_max_header_list_size": ("http2.max_header_list_size", ""),
     "permit_obsolete_folding": (None, _GUNICORN_PARSER),
     "strip_header_spaces": (None, _GUNICORN_PARSER),
     "permit_unconventional_http_method": (None, _GUNICORN_PARSER),
@@ -333,7 +333,8 @@ HYPERCORN: dict[str, tuple[str | None, str]] = {
     "log_config": ("logging.config_file", "a dictConfig in TOML or JSON, chosen by extension"),
     "log_level": ("logging.level", ""),
     "pid": (None, "no pid file"),
-    "quic_binds": (None, "no HTTP/3 in pounce yet"),
+    "quic_binds": ("http3.enabled", "`--http3` serves HTTP/3 on UDP at the TCP port's number (or "
+                                    "`--http3-port`), with `--ssl-certfile`/`--ssl-keyfile`"),
     "reload": ("reload.enabled", ""),
     "root_path": ("server.root_path", ""),
     "server_names": (None, "no equivalent: every Host is served"),

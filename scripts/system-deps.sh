@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives as real peers (curl, nginx, chromium).
+# Debian packages the test suite drives as real peers (curl, nginx, chromium,
+# nghttp and h2load from nghttp2-client).
 # Installs only what is missing; without root (or apt-get) it says what it
 # skipped and the tests that need a missing tool skip with that reason.
 set -u
-packages=(curl chromium nginx systemd apache2-utils)
+packages=(curl chromium nginx systemd apache2-utils nghttp2-client)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from pounce.core.config import ServerConfig
     from pounce.core.plugins import PounceManager
+    from pounce.core.transport.listeners import Listener
 
 __all__ = ["WorkerLifespan", "run_loop", "serve_worker"]
 
@@ -78,6 +79,7 @@ async def serve_worker(
     on_request_limit: Callable[[], None] | None = None,
     on_ready: Callable[[Worker], None] | None = None,
     heartbeat: tuple[float, Callable[[Worker], None]] | None = None,
+    listeners: list[Listener] | None = None,
 ) -> None:
     """Serve ``sockets`` until the worker is stopped, then drain.
 
@@ -85,7 +87,9 @@ async def serve_worker(
     worker shares ``state``, a lifespan state that runs elsewhere (threads).
     ``on_ready(worker)`` runs once the worker accepts (where stop requests get
     wired to ``worker.stop``); ``heartbeat = (seconds, beat)`` calls
-    ``beat(worker)`` that often while it serves.
+    ``beat(worker)`` that often while it serves. ``listeners`` are the
+    plugins' extra listeners (``pounce_bind_listeners``), served by them in
+    this worker (``pounce_serve_listeners``); the worker owns them.
     """
     app = manager.wrap_app(config, app)
     if lifespan is not None:
@@ -100,6 +104,8 @@ async def serve_worker(
             started=lambda w: manager.call("pounce_worker_started", worker=w),
             wrap_protocol=lambda factory: manager.wrap_protocol(config, factory),
             draining=manager.drain_delay,
+            listeners=listeners or [],
+            serve_listeners=manager.serve_listeners,
         )
         await worker.start()
         if on_ready is not None:

@@ -197,6 +197,10 @@ def format_check(config: Any, manager: PounceManager) -> str:
             value = "********"
         origin = config.origin(section, key)
         lines.append(f"{key} = {_toml_value(value)}" + (f"    # from {origin}" if origin != "default" else ""))
+    info = _check_info(config, manager)
+    if info:
+        lines.append("")
+        lines.extend(f"# {line}" for line in info)
     lines.append("\n# active plugins and the hooks they implement")
     for name in ["core"] + manager.active_names():
         info = manager.discovered.get(name)
@@ -204,6 +208,14 @@ def format_check(config: Any, manager: PounceManager) -> str:
         lines.append(f"#   {name}{version}: {', '.join(manager.hooks_of(name)) or '-'}")
     lines.extend(_warnings(config, manager))
     return "\n".join(lines)
+
+
+def _check_info(config: Any, manager: PounceManager) -> list[str]:
+    """What plugins say the server would do (``pounce_check_info``)."""
+    found: list[str] = []
+    for result in manager.call("pounce_check_info", config=config) or []:
+        found.extend([result] if isinstance(result, str) else list(result or ()))
+    return found
 
 
 def _warnings(config: Any, manager: PounceManager) -> list[str]:

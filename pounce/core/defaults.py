@@ -117,6 +117,35 @@ def pounce_add_options(options: OptionRegistry) -> None:
         "HTTP/1.1 parser: pounce always uses h11 (with its own fast path); httptools is "
         "accepted as a uvicorn spelling and means the same.",
         cli="--http", choices=("auto", "h11"), aliases={"httptools": "auto"})
+    # [http2]
+    add("http2", "enabled", "bool", True,
+        'HTTP/2: ALPN "h2" under TLS, h2c (prior knowledge and Upgrade: h2c) on cleartext; '
+        "false serves HTTP/1.1 only.", cli="--http2")
+    add("http2", "max_concurrent_streams", "int", 100,
+        "Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); a stream the "
+        "client reset counts until its app returns. Beyond: REFUSED_STREAM.", min=1, max=2**31 - 1)
+    add("http2", "initial_window_size", "int", 65535,
+        "Receive window per stream, in bytes: request body the client may send ahead of the app "
+        "reading it. Re-opened as the app consumes the body.", min=1, max=2**31 - 1)
+    add("http2", "max_frame_size", "int", 16384, "Largest frame payload the client may send, in bytes.",
+        min=16384, max=2**24 - 1)
+    add("http2", "max_header_list_size", "int", 65536,
+        "Largest request header list after HPACK decoding, in bytes (names, values and 32 per field); "
+        "beyond: the connection ends (HPACK bomb).", min=1024)
+    add("http2", "max_requests_per_connection", "int", 0,
+        "GOAWAY after this many streams on one connection (the client goes on over a new one); 0: no cap.",
+        min=0)
+    add("http2", "max_resets", "int", 200,
+        "Stream resets a client may cause in a burst (its own RST_STREAM before a response ends, "
+        "streams pounce must reset or refuse), refilled over 10 s; beyond: GOAWAY ENHANCE_YOUR_CALM "
+        "(rapid reset CVE-2023-44487, MadeYouReset CVE-2025-8671). 0: no limit.", min=0)
+    add("http2", "max_control_frames", "int", 1000,
+        "SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames a client may send "
+        "in a burst, refilled over 10 s and by each DATA frame pounce sends; beyond: GOAWAY "
+        "ENHANCE_YOUR_CALM. 0: no limit.", min=0)
+    add("http2", "flow_control_timeout", "float", 30.0,
+        "Seconds a response may wait for a client that keeps its flow-control window shut; then "
+        "the stream is reset and the app's next send raises. 0: wait for ever.", min=0)
     # [websocket]
     add("websocket", "implementation", "str", "auto",
         "WebSocket support: auto and wsproto use wsproto (websockets is accepted as a "
@@ -163,6 +192,7 @@ def pounce_bind(config: ServerConfig) -> list[socket.socket]:
 def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str]:
     lines = [f"pounce {info['version']} serving {config.app or 'app'}"]
     lines += [f"listening on {address}" for address in info["addresses"]]
+    lines += [f"listening on {label}" for label in info.get("listeners", ())]
     if info["workers"] == 1:
         lines.append("workers: 1 (single worker, no supervisor)")
     else:
@@ -191,4 +221,5 @@ async def serve_single(server: Server, sockets: list[socket.socket]) -> None:
         server.emit(ServingStarted(workers=1))
 
     await serve_worker(server.plugins, config, server.app, sockets, tls=server.tls_context,
-                       lifespan=server.lifespan_runner(), on_request_limit=retire, on_ready=ready)
+                       lifespan=server.lifespan_runner(), on_request_limit=retire, on_ready=ready,
+                       listeners=server.listeners)

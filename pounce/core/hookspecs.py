@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from pounce.core.config import ServerConfig
     from pounce.core.options import OptionRegistry
+    from pounce.core.transport.listeners import Listener
 
 PROJECT = "pounce"
 
@@ -43,6 +44,7 @@ class Server(Protocol):
     workers: int
     worker_mode: str
     sockets: list[socket.socket]
+    listeners: list[Listener]  # plugins' listeners besides TCP (pounce_bind_listeners)
     tls_context: ssl.SSLContext | None
     lifespan_state: dict[str, Any]
     exit_code: int
@@ -104,6 +106,13 @@ def pounce_check_warnings(config: ServerConfig) -> str | list[str] | None:
     (for example reload together with several process workers)."""
 
 
+@hookspec
+def pounce_check_info(config: ServerConfig) -> str | list[str] | None:
+    """Lines that ``pounce --check`` prints about what the server would do
+    beyond the config itself (for example the UDP listener the http3 plugin
+    would bind), without binding or starting anything."""
+
+
 # -- DETECT ---------------------------------------------------------------
 
 
@@ -142,6 +151,49 @@ def pounce_sockets_bound(config: ServerConfig, sockets: list[socket.socket]) -> 
     """The sockets are listening (``getsockname()`` gives the real port)."""
 
 
+@hookspec
+def pounce_bind_listeners(config: ServerConfig, sockets: list[socket.socket],
+                          inherited: list[Listener]) -> list[Listener] | Listener | None:
+    """Bind listeners that are not TCP listening sockets, and return them.
+
+    Runs in the main process right after ``pounce_bind`` (``sockets`` are the
+    bound TCP sockets, with their real ports), before the banner and before
+    any worker starts: a transport plugin binds here what it serves, such as
+    the UDP socket of HTTP/3, so that privileged ports work and the banner
+    (``info["listeners"]``) shows it. Return a
+    :class:`~pounce.core.transport.listeners.Listener` (or a list of them)
+    whose ``kind`` your ``pounce_serve_listeners`` recognises. Every worker
+    gets every listener: the same objects for a single worker, duplicated
+    descriptors for thread workers, inherited descriptors for worker
+    processes (only ``kind``, ``label``, ``options`` and the sockets cross,
+    so keep ``options`` plain JSON-able data). The server closes them at the
+    end. ``inherited`` are listeners this server got from the pounce process
+    that started it (the reload plugin's children get their parent's, which
+    stay bound across reloads): when one of your kind is there, it is yours
+    already, so bind nothing and return None.
+    """
+
+
+@hookspec
+def pounce_serve_listeners(worker: Any, listeners: list[Listener]) -> Any:
+    """Serve your listeners in this worker; return what serves them.
+
+    Runs inside each worker (thread or process), on its loop, after
+    ``pounce_worker_started`` and once the TCP sockets accept. Pick the
+    listeners of your ``kind`` from ``listeners``, start serving them on
+    ``worker.loop``, and return a
+    :class:`~pounce.core.transport.listeners.ListenerService` (or a list of
+    them, or None when none is yours). The worker calls its
+    ``stop_accepting()`` when its drain begins and ``close()`` when it ends.
+    Connections it accepts belong in ``worker.ctx.connections``, with
+    ``shutdown()`` (called twice by the drain, as for HTTP/1.1: first "make
+    the response in progress the last", then "close if idle") and
+    ``abort()``, so ``limit_concurrency``, graceful shutdown and forced
+    stops treat them as they treat TCP connections. Called once per worker,
+    never per connection.
+    """
+
+
 # -- BANNER ---------------------------------------------------------------
 
 
@@ -149,7 +201,8 @@ def pounce_sockets_bound(config: ServerConfig, sockets: list[socket.socket]) -> 
 def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str] | str | None:
     """Return lines for the startup banner.
 
-    ``info`` holds ``version``, ``addresses``, ``workers``, ``worker_mode`` and
+    ``info`` holds ``version``, ``addresses``, ``listeners`` (the labels of
+    the plugins' extra listeners), ``workers``, ``worker_mode`` and
     ``plugins`` (the active plugin names).
     """
 

@@ -36,6 +36,7 @@ _BUILTIN_FALLBACK = {
     "static": "pounce.plugins.static",
     "compression": "pounce.plugins.compression",
     "health": "pounce.plugins.health",
+    "http3": "pounce.plugins.http3",
     "request_id": "pounce.plugins.request_id",
     "rate_limit": "pounce.plugins.rate_limit",
 }
@@ -125,6 +126,17 @@ class PounceManager(pluggy.PluginManager):
         results = self.call("pounce_request_observer", config=config) or []
         return tuple(r for r in results if callable(r))
 
+    def bind_listeners(self, config: Any, sockets: list[Any], inherited: list[Any]) -> list[Any]:
+        """The plugins' extra listeners (``pounce_bind_listeners``), flat."""
+        return _flatten(self.call("pounce_bind_listeners", config=config, sockets=sockets, inherited=inherited))
+
+    def serve_listeners(self, worker: Any, listeners: list[Any]) -> list[Any]:
+        """What serves the extra listeners in ``worker`` (``pounce_serve_listeners``);
+        nothing is called when there are none."""
+        if not listeners:
+            return []
+        return _flatten(self.call("pounce_serve_listeners", worker=worker, listeners=listeners))
+
     def wrap_app(self, config: Any, app: Any) -> Any:
         """The app behind every ``pounce_wrap_app`` wrapper."""
         return self._chain("pounce_wrap_app", config, "app", app)
@@ -204,6 +216,17 @@ class PounceManager(pluggy.PluginManager):
             raise  # deliberate, already user-facing
         except Exception as exc:
             raise culprit_error(self, exc, hook) from exc
+
+
+def _flatten(results: Any) -> list[Any]:
+    """A collect hook's answers, each an object, a list of them or None."""
+    out: list[Any] = []
+    for result in results or []:
+        if isinstance(result, (list, tuple)):
+            out.extend(r for r in result if r is not None)
+        elif result is not None:
+            out.append(result)
+    return out
 
 
 def plugin_name(plugin: object) -> str:

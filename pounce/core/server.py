@@ -35,6 +35,7 @@ from pounce.core.lifecycle import (
     WorkerModeDetected,
 )
 from pounce.core.plugins import PounceManager, build_plugin_manager, culprit_error
+from pounce.core.transport.listeners import Listener, take_inherited
 from pounce.core.transport.sockets import close_sockets, describe
 
 logger = logging.getLogger("pounce.server")
@@ -71,6 +72,8 @@ class Server:
         self.workers = 1
         self.tls_context: ssl.SSLContext | None = None
         self.sockets: list[socket.socket] = []
+        # Plugins' listeners besides the TCP sockets (pounce_bind_listeners).
+        self.listeners: list[Listener] = []
         self.lifespan_state: dict[str, Any] = {}
         self.shutdown_reason: str | None = None
         self.exit_code = 0
@@ -127,6 +130,8 @@ class Server:
             self.sockets = list(manager.call("pounce_bind", config=config) or [])
             self._owned_paths = owned_unix_paths(self.sockets, config.uds)
             manager.call("pounce_sockets_bound", config=config, sockets=self.sockets)
+            inherited = take_inherited()
+            self.listeners = inherited + manager.bind_listeners(config, self.sockets, inherited)
             self.emit(SocketsBound(addresses=tuple(self.addresses())))
             self._print_banner()
 
@@ -139,6 +144,11 @@ class Server:
         finally:
             self.state = State.SHUTDOWN
             self._close_sockets(self.sockets)
+            for listener in self.listeners:
+                try:
+                    listener.close()
+                except Exception:  # noqa: BLE001 - the rest must close too
+                    logger.exception("closing %r failed", listener)
             for path in self._owned_paths:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -249,6 +259,7 @@ class Server:
         info = {
             "version": __version__,
             "addresses": self.addresses(),
+            "listeners": [listener.label for listener in self.listeners],
             "workers": self.workers,
             "worker_mode": self.worker_mode,
             "plugins": self.plugins.active_names(),

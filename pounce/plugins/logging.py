@@ -93,6 +93,8 @@ ACCESS_FIELDS: dict[str, Any] = {
 }
 
 # Keys every JSON access record carries (plus request_id when the request had one).
+# The request line names HTTP/2 and HTTP/3 the way nginx and uvicorn log them.
+_LINE_VERSIONS = {"2": "2.0", "3": "3.0"}
 _JSON_ACCESS_KEYS = ("client", "method", "path", "query", "http_version", "status", "bytes", "duration_ms")
 
 _SPEC = re.compile(r"%(?:\((?P<key>[^)]*)\))?[#0+ -]*(?:\d+)?(?:\.\d+)?(?P<conv>[a-zA-Z%])")
@@ -568,6 +570,7 @@ def make_access_logger(fmt: str, logger: logging.Logger, *, ids_from_state: bool
         path = raw_path.decode("latin-1") if raw_path else scope.get("path", "")
         query = scope.get("query_string", b"").decode("latin-1")
         version = scope.get("http_version", "1.1")
+        line_version = _LINE_VERSIONS.get(version, version)
         level = scope.get(ACCESS_LEVEL_KEY)
         if level is not None and not enabled_for(level):
             return
@@ -591,8 +594,8 @@ def make_access_logger(fmt: str, logger: logging.Logger, *, ids_from_state: bool
             "method": method,
             "path": path,
             "query": query,
-            "request_line": f"{method} {path}?{query} HTTP/{version}" if query
-            else f"{method} {path} HTTP/{version}",
+            "request_line": f"{method} {path}?{query} HTTP/{line_version}" if query
+            else f"{method} {path} HTTP/{line_version}",
             "http_version": version,
             "scheme": scope.get("scheme", "http"),
             "status": status,

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from pounce import hookimpl
 from pounce.core.errors import ConfigError
 from pounce.core.lifecycle import LifecycleCollector, LifecycleEvent, ServingStarted
+from pounce.core.transport.listeners import hand_down
 
 if TYPE_CHECKING:
     from pounce.core.config import ServerConfig
@@ -416,9 +417,13 @@ class Reloader:
         status_r, status_w = os.pipe()
         control_r, control_w = os.pipe()
         fds = [s.fileno() for s in self.sockets]
+        # Plugins' listeners (UDP for HTTP/3) stay bound here too; the child adopts them.
+        listeners = [listener.spec() for listener in self.server.listeners]
+        listener_fds = [fd for _, _, _, owned in listeners for fd in owned]
         spec = {
             "overrides": _child_overrides(self.config, str(self.server.app_path), fds),
             "fds": fds,
+            "listeners": listeners,
             "status_fd": status_w,
             "control_fd": control_r,
         }
@@ -426,7 +431,7 @@ class Reloader:
                 "from pounce.plugins.reload import child_main; child_main()", json.dumps(spec)]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(*fds, status_w, control_r), start_new_session=True,
+                *argv, pass_fds=(*fds, *listener_fds, status_w, control_r), start_new_session=True,
                 env=_child_environment(),
             )
         except BaseException:
@@ -624,6 +629,7 @@ def child_main() -> None:
     status = _StatusPipe(spec["status_fd"])
     control_fd: int = spec["control_fd"]
     _inherited_fds[:] = spec["fds"]
+    hand_down(spec.get("listeners", []))
     # These fds are for this process only, not for workers it may exec.
     for fd in (spec["status_fd"], control_fd):
         with contextlib.suppress(OSError):

@@ -88,6 +88,8 @@ class TLSSettings:
     minimum_version: str
     reload_interval: float
     origins: tuple[tuple[str, str], ...] = ()
+    # ALPN offers, best first: h2 while [http2] is enabled.
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> TLSSettings:
@@ -103,6 +105,7 @@ class TLSSettings:
             ciphers=tls.get("ciphers") or None,
             minimum_version=tls.get("minimum_version") or "TLSv1.2",
             reload_interval=float(tls.get("reload_interval", 2.0)),
+            alpn=("h2", "http/1.1") if config.get("http2", "enabled", True) else ("http/1.1",),
             origins=tuple((key, config.origin("tls", key)) for key in keys),
         )
 
@@ -183,7 +186,7 @@ def _load(settings: TLSSettings) -> tuple[ssl.SSLContext, str | None]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[settings.minimum_version]
     context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(settings.alpn))
 
     cert_pem = _read_pem(settings, "certfile", "a readable PEM certificate file")
     if "-----BEGIN CERTIFICATE-----" not in cert_pem:
@@ -471,7 +474,7 @@ def pounce_banner(config: ServerConfig, info: dict[str, Any]) -> list[str] | Non
     if settings.certfile is None:
         return None
     parts = [f"TLS: {settings.certfile}", f"minimum {settings.minimum_version}",
-             f"client certificates {settings.cert_reqs}", "ALPN http/1.1"]
+             f"client certificates {settings.cert_reqs}", "ALPN " + ", ".join(settings.alpn)]
     if settings.reload_interval > 0:
         parts.append(f"reload on change (checked every {settings.reload_interval:g}s) or SIGHUP")
     else:

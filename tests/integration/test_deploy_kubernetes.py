@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pounce.testing import ServerProcess
+from pounce.testing import ServerProcess, wait_for
 from tests.helpers import ROOT, subprocess_env
 
 if sys.version_info >= (3, 11):
@@ -27,8 +27,8 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 MANIFEST = ROOT / "deploy" / "kubernetes" / "pounce.yaml"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
-# Time left after the preStop sleep and the drain, for the lifespan shutdown
-# and the exit: the page says what timeout_graceful_shutdown must be.
+# Time left after the drain (the shutdown delay included), for the lifespan
+# shutdown and the exit: the page says what timeout_graceful_shutdown must be.
 SHUTDOWN_MARGIN = 5
 
 
@@ -59,19 +59,25 @@ def test_the_validator_would_catch_a_mistake() -> None:
 
 
 def test_shutdown_timings_add_up() -> None:
-    """preStop sleep + timeout_graceful_shutdown + a margin fit in
-    terminationGracePeriodSeconds, which counts from the start of preStop."""
+    """The shutdown delay (readiness 503, still accepting) fits inside
+    timeout_graceful_shutdown, and that plus a margin inside
+    terminationGracePeriodSeconds, which counts from SIGTERM: the pod needs
+    no preStop sleep (and its image no sleep binary)."""
     spec = documents()["Deployment"]["spec"]["template"]["spec"]
     grace = spec["terminationGracePeriodSeconds"]
-    command = container()["lifecycle"]["preStop"]["exec"]["command"]
-    assert command[0] == "sleep"
-    pre_stop = float(command[1])
+    assert "lifecycle" not in container()
+    health = pounce_toml()["health"]
+    delay = float(health["shutdown_delay"])
     drain = pounce_toml()["server"]["timeout_graceful_shutdown"]
-    assert pre_stop > 0 and drain > 0
-    assert pre_stop + drain + SHUTDOWN_MARGIN <= grace, (pre_stop, drain, grace)
+    assert 0 < delay < drain
+    assert drain + SHUTDOWN_MARGIN <= grace, (drain, grace)
+    # The probes ask the health plugin, not the app.
+    assert container()["readinessProbe"]["httpGet"]["path"] == health["ready_path"]
+    assert container()["livenessProbe"]["httpGet"]["path"] == health["path"]
     # The comment at the top of the manifest states the same numbers.
     text = MANIFEST.read_text()
-    assert f"its {pre_stop:g} s" in text and f"({drain:g} s)" in text and f"({grace} s)" in text
+    assert f"shutdown_delay ({delay:g} s)" in text and f"({drain:g} s, the delay" in text
+    assert f"({grace} s)" in text
 
 
 def test_pod_wiring_matches_the_image_and_the_config() -> None:
@@ -110,5 +116,10 @@ def test_the_container_command_answers_the_probes_and_drains(tmp_path: Path) -> 
             assert httpx.get(server.url + path, timeout=10).status_code == 200
         assert "workers: 2 (process mode)" in server.output()
         server.signal(signal.SIGTERM)
+        # Readiness turns 503 at once, while the app is still served (the
+        # shutdown delay), so the Service stops sending before pounce stops.
+        ready = server.url + container()["readinessProbe"]["httpGet"]["path"]
+        wait_for(lambda: httpx.get(ready, timeout=5).status_code == 503, 5, what="readiness to turn 503")
+        assert httpx.get(server.url + "/", timeout=5).status_code == 200
         assert server.wait(pounce_toml()["server"]["timeout_graceful_shutdown"] + SHUTDOWN_MARGIN) == 0
     assert '"level":"info"' in server.output()  # JSON lines, as [logging] format says

@@ -109,13 +109,37 @@ def test_no_hook_calls_while_serving(serve: Any) -> None:
                  what=lambda: f"every request observed ({observer.seen} so far)")
         http_observed = observer.seen
         websocket_rounds = _websocket_session(server.port)
+        h2_streams = _http2_streams(server.url)
+        wait_for(lambda: observer.seen >= http_observed + h2_streams, 5,
+                 what=lambda: f"every HTTP/2 stream observed ({observer.seen - http_observed} so far)")
+        h2_observed = observer.seen - http_observed
     finally:
         undo()
 
     assert len(client_ports) == CONNECTIONS  # really that many connections
     assert http_observed == CONNECTIONS * REQUESTS_PER_CONNECTION
     assert websocket_rounds == 5
+    assert h2_streams == 40 and h2_observed >= h2_streams  # (+1 for the WebSocket handshake)
     assert calls == [], f"pluggy hooks called while serving: {sorted(set(calls))}"
+
+
+def _http2_streams(url: str) -> int:
+    """Streams over HTTP/2 connections (h2c by prior knowledge): 4 connections
+    of 10 concurrent streams each, GETs, bodies and streamed responses."""
+    import asyncio
+
+    async def one_connection() -> int:
+        async with httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=10) as client:
+            responses = await asyncio.gather(
+                *(client.post("/upload", content=b"y" * 5000) if k % 3 == 0 else client.get("/stream")
+                  if k % 3 == 1 else client.get("/") for k in range(10)))
+            assert {r.http_version for r in responses} == {"HTTP/2"}
+            return sum(r.status_code == 200 for r in responses)
+
+    async def run() -> int:
+        return sum(await asyncio.gather(*(one_connection() for _ in range(4))))
+
+    return asyncio.run(run())
 
 
 def _websocket_session(port: int) -> int:

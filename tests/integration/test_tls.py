@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -165,13 +166,26 @@ def test_minimum_version_tls13(serve, certs: Certs) -> None:
     assert get_json(srv, certs.client_context())["tls"]["tls_version"] == 0x0304
 
 
-def test_alpn_advertises_http11(serve, certs: Certs) -> None:
+def _alpn_chosen(port: int, context: ssl.SSLContext) -> str | None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname="localhost") as tls:
+        return tls.selected_alpn_protocol()
+
+
+def test_alpn_offers_h2_then_http11(serve, certs: Certs) -> None:
     srv = serve(tls_app, tls_certfile=certs.both)
     context = certs.client_context()
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     alpn, response = raw_request(srv.port, context)
     assert alpn == "http/1.1"
     assert response.startswith(b"HTTP/1.1 200")
+    context = certs.client_context()
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    assert _alpn_chosen(srv.port, context) == "h2"
+    # --no-http2: HTTP/1.1 only, whatever the client prefers.
+    plain = serve(tls_app, tls_certfile=certs.both, http2_enabled=False)
+    alpn, response = raw_request(plain.port, context)
+    assert alpn == "http/1.1" and response.startswith(b"HTTP/1.1 200")
 
 
 def test_encrypted_key_with_password(serve, certs: Certs) -> None:
@@ -575,7 +589,7 @@ def test_certificate_reload_when_files_change(serve, certs: Certs) -> None:
     assert tls["server_cert"] == renewed.cert_chain_pems[0].bytes().decode()
     alpn_context = certs.client_context()
     alpn_context.set_alpn_protocols(["h2", "http/1.1"])
-    assert raw_request(srv.port, alpn_context)[0] == "http/1.1"  # the new context keeps the settings
+    assert _alpn_chosen(srv.port, alpn_context) == "h2"  # the new context keeps the settings
 
     # A broken replacement (key of another certificate) keeps the last good one.
     stranger = trustme.CA().issue_cert("localhost")

@@ -51,3 +51,11 @@ def test_pipelined_on_uvloop(serve: Any) -> None:
     data = exchange(srv.port, requests, timeout=10)
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 3
     assert data.index(b"uvloop 0") < data.index(b"uvloop 3") < data.rindex(b"uvloop 0")
+
+
+def test_http2_on_uvloop(serve: Any) -> None:
+    """h2c by prior knowledge and the hand-over from HTTP/1.1, on uvloop's transports."""
+    srv = serve(app, lifespan="off", loop="uvloop")
+    with httpx.Client(base_url=srv.url, http1=False, http2=True, timeout=10) as client:
+        response = client.post("/", content=b"y" * 300_000)
+        assert response.http_version == "HTTP/2" and response.text == "uvloop 300000"

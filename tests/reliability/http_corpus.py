@@ -54,7 +54,8 @@ CORPUS: list[Case] = [
     _case("HTTP/2.0 request line", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, group="version"),
     _case("HTTP/0.9 version", b"GET / HTTP/0.9\r\n" + H + b"\r\n", 505, group="version"),
     _case("HTTP/3.0 version", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, group="version"),
-    _case("HTTP/2 preface on h1 port", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, 400, group="version"),
+    _case("HTTP/2 preface, wrong", b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", 505, 400, group="version",
+          note="the right preface is HTTP/2 by prior knowledge (tests/integration/test_http2_clients.py)"),
     _case("HTTP/1.2 treated as 1.1", b"GET / HTTP/1.2\r\n" + H + b"Connection: close\r\n\r\n", 200,
           app=True, group="version", note="RFC 9110 2.5: a higher minor version is served as 1.1"),
     # -- targets -----------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_upgrade_with_non_ascii_header_gets_400(serve: Any, errors: LogRecords) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("harness", ["fuzz_http.py", "fuzz_ws.py"])
+@pytest.mark.parametrize("harness", ["fuzz_http.py", "fuzz_ws.py", "fuzz_h2.py"])
 def test_fuzzer_runs_clean_for_a_bounded_time(harness: str, tmp_path: Path) -> None:
     """A few seconds of each atheris harness (the long runs are in
     docs/reliability.md): it must run and find nothing new."""

@@ -123,6 +123,31 @@ def parse_handshake(request: Request) -> Handshake:
     return Handshake(key=key.strip(), subprotocols=subprotocols, extension_offers=offers)
 
 
+def parse_h2_handshake(request: Request) -> Handshake:
+    """Validate an HTTP/2 extended CONNECT with ``:protocol websocket``
+    (RFC 8441 section 5): the version must be 13 (426 otherwise, as over
+    HTTP/1.1); there is no key to answer and no Upgrade/Connection header
+    (HTTP/2 has none), the stream itself is the WebSocket."""
+    if request.method != b"CONNECT" or (request.upgrade or b"").lower() != b"websocket":
+        raise HandshakeError(400, "WebSocket over HTTP/2 must use extended CONNECT with :protocol websocket")
+    version: bytes | None = None
+    subprotocols: list[str] = []
+    offers: list[str] = []
+    for name, value in request.headers:
+        if name in _ASCII_ONLY and not value.isascii():
+            raise HandshakeError(400, "non-ASCII WebSocket handshake header")
+        if name == b"sec-websocket-version":
+            version = value
+        elif name == b"sec-websocket-protocol":
+            subprotocols.extend(p for p in split_comma_header(value) if p)
+        elif name == b"sec-websocket-extensions":
+            offers.extend(o for o in split_comma_header(value) if o)
+    if version is None or version.strip() != b"13":
+        raise HandshakeError(426, "missing or unsupported Sec-WebSocket-Version",
+                             [(b"sec-websocket-version", b"13")])
+    return Handshake(key=b"", subprotocols=subprotocols, extension_offers=offers)
+
+
 def negotiate_deflate(offers: Iterable[str]) -> tuple[PerMessageDeflate, bytes] | None:
     """Accept the first permessage-deflate offer whose parameters we can honour.
 

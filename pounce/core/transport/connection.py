@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pounce.core.asgi.stream import HttpStream
     from pounce.core.transport.context import WorkerContext
 
-__all__ = ["LINGER", "Connection", "set_nodelay"]
+__all__ = ["LINGER", "Connection", "can_half_close", "set_nodelay"]
 
 # How long a closed connection keeps reading (and dropping) client bytes
 # after its FIN, so that unread input does not turn the close into a reset.
@@ -146,7 +146,7 @@ class Connection(asyncio.BufferedProtocol):
         self._cancel_timer()
         transport = self.transport
         if not self.closed and transport is not None and not transport.is_closing():
-            if not self.eof_seen and _can_half_close(transport):
+            if not self.eof_seen and can_half_close(transport):
                 try:
                     transport.write_eof()
                 except OSError:  # the peer is gone already (ENOTCONN)
@@ -192,7 +192,7 @@ def _clock_of(loop: asyncio.AbstractEventLoop) -> Any:
     return time.monotonic
 
 
-def _can_half_close(transport: asyncio.BaseTransport) -> bool:
+def can_half_close(transport: asyncio.BaseTransport) -> bool:
     try:
         return bool(transport.can_write_eof())  # type: ignore[attr-defined]
     except (NotImplementedError, AttributeError):  # wrapping transports

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pounce.core.asgi.context import AppContext, Observer
+from pounce.core.protocol.http2_limits import H2Settings
 from pounce.core.protocol.responses import DefaultHeaders
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class WorkerContext(AppContext):
         self.max_head_size: int = http.max_incomplete_event_size
         self.fast_path: bool = http.fast_path
         self.limit_concurrency: int = config.limit_concurrency
+        self.http2 = H2Settings.from_config(config, websocket=self.websocket.enabled)
         extra: list[tuple[bytes, bytes]] = []
         for item in config.headers:
             name, _, value = item.partition(":")

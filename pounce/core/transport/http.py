@@ -42,6 +42,7 @@ from pounce.core.protocol.responses import error_response
 from pounce.core.protocol.websocket import HandshakeError, parse_handshake
 from pounce.core.transport.connection import Connection, set_nodelay
 from pounce.core.transport.files import send_file
+from pounce.core.transport.http2_handover import PrefaceSniffer, hand_over, upgrade_to_h2c
 from pounce.core.transport.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ class HttpProtocol(Connection):
         # time at which the connection, idle, closes (see _on_idle).
         self._idle_timer: asyncio.TimerHandle | None = None
         self.idle_deadline = 0.0
+        # Watching the first bytes for the HTTP/2 preface (h2c by prior
+        # knowledge), until they show something else.
+        self.sniffer: PrefaceSniffer | None = None
 
     # -- asyncio callbacks -------------------------------------------------------
 
@@ -91,6 +95,14 @@ class HttpProtocol(Connection):
         ctx = self.ctx
         if ctx.limit_concurrency and len(ctx.connections) > ctx.limit_concurrency:
             self.over_limit = True
+        if ctx.http2.enabled:
+            ssl_object = transport.get_extra_info("ssl_object")
+            alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if alpn == "h2":
+                hand_over(self)
+                return
+            if alpn is None:
+                self.sniffer = PrefaceSniffer()
         self.reading_head = True
         self._set_timer(ctx.header_timeout, self._on_header_timeout)
 
@@ -102,6 +114,14 @@ class HttpProtocol(Connection):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
+        sniffer = self.sniffer
+        if sniffer is not None:
+            data = sniffer.feed(data)  # type: ignore[assignment]
+            if data is None:
+                if sniffer.found:
+                    hand_over(self, sniffer.held)
+                return
+            self.sniffer = None
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -203,10 +223,16 @@ class HttpProtocol(Connection):
         if ctx.shutting_down:
             self._reject(503, "Service Unavailable")
             return None
+        self.sniffer = None
         upgrade = request.upgrade
-        if upgrade is not None and ctx.websocket.enabled and upgrade.lower() == b"websocket":
-            self.upgrade_to_websocket(request)
-            return None
+        if upgrade is not None:
+            kind = upgrade.lower()
+            if kind == b"websocket" and ctx.websocket.enabled:
+                self.upgrade_to_websocket(request)
+                return None
+            if kind == b"h2c" and ctx.http2.enabled and self.info.scheme == "http" \
+                    and upgrade_to_h2c(self, request):  # type: ignore[union-attr]
+                return None
         stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
         self.stream = stream
         return stream

@@ -19,6 +19,7 @@ from pounce.core.transport.accept import SheddingSocket
 from pounce.core.transport.allocator import tune_allocator
 from pounce.core.transport.context import READ_BUFFER_SIZE, WorkerContext
 from pounce.core.transport.http import HttpProtocol
+from pounce.core.transport.listeners import Listener, ListenerService
 
 __all__ = ["ACCEPT_GRACE", "READ_BUFFER_SIZE", "Worker", "WorkerContext"]
 
@@ -40,7 +41,10 @@ class Worker:
     it accepts). ``wrap_protocol`` turns the core's protocol factory into the
     one plugins asked for (``pounce_wrap_protocol``), once; ``draining``
     announces the drain (``pounce_worker_draining``) and answers how many
-    seconds to go on accepting first.
+    seconds to go on accepting first. ``listeners`` are plugins' listeners
+    besides the TCP sockets (UDP for HTTP/3), which it also owns;
+    ``serve_listeners`` asks their plugins to serve them
+    (``pounce_serve_listeners``) once the TCP sockets accept.
     """
 
     def __init__(
@@ -51,6 +55,8 @@ class Worker:
         started: Callable[[Worker], None] | None = None,
         wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None,
         draining: Callable[[Worker], float] | None = None,
+        listeners: list[Listener] | None = None,
+        serve_listeners: Callable[[Worker, list[Listener]], list[ListenerService]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.config = ctx.config
@@ -60,6 +66,9 @@ class Worker:
         self._started = started
         self._wrap_protocol = wrap_protocol
         self._draining = draining
+        self.listeners: list[Listener] = list(listeners or [])
+        self._serve_listeners = serve_listeners
+        self._services: list[ListenerService] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Event | None = None
         self._force = False
@@ -87,6 +96,8 @@ class Worker:
                 backlog=self.config.backlog, ssl_handshake_timeout=ctx.header_timeout if tls else None,
             )
             self._servers.append(server)
+        if self.listeners and self._serve_listeners is not None:
+            self._services = list(self._serve_listeners(self, self.listeners))
         self._tick()
 
     def _tick(self) -> None:
@@ -140,6 +151,8 @@ class Worker:
             await asyncio.sleep(min(0.05, max(0.0, keep_accepting_until - time.monotonic())))
         stopped_at = time.monotonic()
         self._stop_accepting(loop)
+        for service in self._services:
+            service.stop_accepting()
         for _ in range(2):  # an accepted socket attaches one loop turn later
             await asyncio.sleep(0)
         for conn in list(ctx.connections):
@@ -160,10 +173,23 @@ class Worker:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.abort()
+        self._close_listeners()
         if self._date_timer is not None:
             self._date_timer.cancel()
         # Give cancelled connection tasks a moment to unwind.
         await asyncio.sleep(0)
+
+    def _close_listeners(self) -> None:
+        """The plugins' listeners outlive the TCP ones (their connections
+        need them until the end of the drain); closed last."""
+        services, self._services = self._services, []
+        for service in services:
+            try:
+                service.close()
+            except Exception:  # noqa: BLE001 - the others must close too
+                logger.exception("closing a listener service failed")
+        for listener in self.listeners:
+            listener.close()
 
     def _stop_accepting(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stop accepting without closing the sockets (they may be shared)."""

@@ -21,6 +21,7 @@ import socket
 from typing import Any
 
 from pounce.core.errors import LifespanError, PounceError
+from pounce.core.transport.listeners import Listener
 from pounce.plugins.supervisor.workers import (
     BEAT,
     ERROR,
@@ -117,17 +118,20 @@ def _run(spec: ChildSpec, status: StatusPipe) -> None:
 
         held, sockets = sockets, worker_listeners(sockets, config.backlog)
         close_quietly(held)
+    listeners = [Listener.from_spec(item) for item in spec.listeners]
     try:
         app = load_app(spec.app_path, factory=config.factory, app_dir=config.app_dir)
         tls = manager.call("pounce_tls_context", config=config)
-        run_loop(_serve(spec, config, manager, app, tls, sockets, status), config.loop)
+        run_loop(_serve(spec, config, manager, app, tls, sockets, status, listeners), config.loop)
     finally:
         close_quietly(sockets)
+        for listener in listeners:
+            listener.close()
         manager.call("pounce_unconfigure", config=config)
 
 
 async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
-                 sockets: list[socket.socket], status: StatusPipe) -> None:
+                 sockets: list[socket.socket], status: StatusPipe, listeners: list[Listener]) -> None:
     from pounce.core.boot import WorkerLifespan, serve_worker
 
     loop = asyncio.get_running_loop()
@@ -157,4 +161,5 @@ async def _serve(spec: ChildSpec, config: Any, manager: Any, app: Any, tls: Any,
         manager, config, app, sockets, tls=tls, worker_id=spec.worker_id,
         lifespan=WorkerLifespan(manager, config), max_requests=spec.max_requests,
         on_request_limit=lambda: status.send(RETIRE), on_ready=ready, heartbeat=(spec.heartbeat, beat),
+        listeners=listeners,
     )

@@ -173,15 +173,20 @@ class ThreadWorker(WorkerHandle):
             sockets = [sock.dup() for sock in server.sockets]
         else:  # reuse_port: the supervisor only holds the address
             sockets = worker_listeners(server.sockets, config.backlog)
+        # Plugins' listeners (UDP for HTTP/3) on duplicates too, for the same reason.
+        listeners = [listener.duplicate() for listener in server.listeners]
         try:
             await serve_worker(
                 server.plugins, config, server.app, sockets, tls=server.tls_context,
                 worker_id=self.worker_id, state=server.lifespan_state,
                 max_requests=self.max_requests, on_request_limit=self._retire,
                 on_ready=self._ready, heartbeat=(self.heartbeat, self._beat),
+                listeners=listeners,
             )
         finally:
             close_quietly(sockets)
+            for listener in listeners:
+                listener.close()
 
     def _ready(self, worker: Any) -> None:
         self._worker = worker
@@ -216,6 +221,8 @@ class ChildSpec:
     parent_pid: int
     reuse_port: bool = False  # fds are held addresses: bind own listeners to them
     plugins: list[bytes] = field(default_factory=list)  # pickled programmatic plugins
+    # Plugins' listeners (Listener.spec()); their fds are inherited too.
+    listeners: list[Any] = field(default_factory=list)
 
 
 # The child reads its sys.path (one JSON line) and then the pickled spec from
@@ -257,6 +264,8 @@ class ProcessWorker(WorkerHandle):
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         fds = [sock.fileno() for sock in server.sockets]
+        listeners = [listener.spec() for listener in server.listeners]
+        listener_fds = [fd for _, _, _, owned in listeners for fd in owned]
         spec = ChildSpec(
             worker_id=self.worker_id,
             config=server.config,
@@ -268,6 +277,7 @@ class ProcessWorker(WorkerHandle):
             parent_pid=os.getpid(),
             plugins=self.plugins,
             reuse_port=not all(is_listening(sock) for sock in server.sockets),
+            listeners=listeners,
         )
         payload = json.dumps(sys.path).encode() + b"\n" + pickle.dumps(spec)
         try:
@@ -275,7 +285,7 @@ class ProcessWorker(WorkerHandle):
             # event loop or threads survives into the child.
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, f"pounce-worker-{self.worker_id}"],
-                pass_fds=[*fds, write_fd], stdin=subprocess.PIPE,
+                pass_fds=[*fds, *listener_fds, write_fd], stdin=subprocess.PIPE,
             )
             assert self.proc.stdin is not None
             try:
