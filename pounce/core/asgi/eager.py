@@ -12,8 +12,9 @@ task exists from the start, so ``asyncio.current_task()``, cancellation,
 step runs in the task's own copy of the context (contextvars set by one
 request never reach the next).
 
-Python 3.12 has this built in (``Task(..., eager_start=True)``). On 3.11
-the C ``Task`` schedules its first step through its loop's ``call_soon``;
+Python 3.12 has this built in (``Task(..., eager_start=True)``). On 3.10
+and 3.11 the C ``Task`` schedules its first step through its loop's
+``call_soon``, in the task's own context;
 :func:`start_task` lends the loop, for the length of the constructor, a
 ``call_soon`` that keeps that one callback, and runs it at once. Only
 asyncio's own loops are lent to (uvloop's loop cannot be, and its
@@ -30,7 +31,6 @@ stream's end) happens before :func:`start_task` returns.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -52,7 +52,6 @@ if sys.version_info >= (3, 12):
 else:
     EAGER = "call_soon"
 
-    _copy_context = contextvars.copy_context
     # asyncio.current_task(loop) without its Python wrapper: the C dict it reads.
     _current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
     _current_task = _current_tasks.get if isinstance(_current_tasks, dict) else asyncio.current_task
@@ -66,14 +65,14 @@ else:
         kept: list[Any] = []
 
         def first_step(callback: Any, *args: Any, context: Any = None) -> None:
-            kept.append(callback)
+            kept.append((callback, context))
 
-        context = _copy_context()
         loop.call_soon = first_step  # type: ignore[method-assign]
         try:
-            task = _Task(coro, loop=loop, context=context, name=TASK_NAME)
+            task = _Task(coro, loop=loop, name=TASK_NAME)
         finally:
             del loop.call_soon
         if kept:
-            context.run(kept[0])
+            callback, context = kept[0]  # (the task's own copy of the context)
+            context.run(callback)
         return task
