@@ -4,15 +4,21 @@ Routes (all answers are fixed, built once at import):
 
 - ``GET /``        13-byte ``Hello, world!`` (the hello-world scenarios)
 - ``GET /stream``  1 MiB streamed as 16 chunks of 64 KiB (``more_body``)
+- ``GET /stream8m`` 8 MiB streamed the same way (128 chunks)
+- ``GET /file1m``  a 1 MiB file through Starlette's ``FileResponse`` (sent
+  by ``http.response.pathsend`` where the server offers it)
 - ``POST /upload`` reads the whole request body, answers its length
 - ``/ws``          WebSocket echo (text and bytes)
 
-Plain ASGI 3 with no framework: a framework would dominate the per-request
-cost and hide the server's own.
+Plain ASGI 3 with no framework (a framework would dominate the per-request
+cost and hide the server's own), except for the file route, which is about
+how a framework's file response is served.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 HELLO = b"Hello, world!"
@@ -31,6 +37,29 @@ _STREAM_START = {
     "headers": [(b"content-type", b"application/octet-stream"),
                 (b"content-length", b"%d" % (len(CHUNK) * STREAM_CHUNKS))],
 }
+_STREAM8M_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"application/octet-stream"),
+                (b"content-length", b"%d" % (len(CHUNK) * STREAM_CHUNKS * 8))],
+}
+
+
+def _file1m() -> Any:
+    """Starlette's FileResponse for a 1 MiB file made once, or None without
+    Starlette (the route then answers 404 and the scenario fails loudly)."""
+    try:
+        from starlette.responses import FileResponse
+    except ImportError:
+        return None
+    path = os.path.join(tempfile.gettempdir(), "pounce-bench-file1m.bin")
+    if not os.path.exists(path) or os.path.getsize(path) != 1024 * 1024:
+        with open(path, "wb") as f:
+            f.write(os.urandom(1024 * 1024))
+    return lambda: FileResponse(path, media_type="application/octet-stream")
+
+
+_FILE1M = _file1m()
 _NOT_FOUND_START = {
     "type": "http.response.start",
     "status": 404,
@@ -51,6 +80,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             for _ in range(STREAM_CHUNKS - 1):
                 await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
             await send({"type": "http.response.body", "body": CHUNK, "more_body": False})
+        elif path == "/stream8m":
+            await send(_STREAM8M_START)
+            for _ in range(STREAM_CHUNKS * 8 - 1):
+                await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+            await send({"type": "http.response.body", "body": CHUNK, "more_body": False})
+        elif path == "/file1m" and _FILE1M is not None:
+            await _FILE1M()(scope, receive, send)
         elif path == "/upload":
             size = 0
             more = True

@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: pounce against uvicorn on the same ASGI app.
+"""Side-by-side benchmark: pounce against uvicorn, granian and hypercorn on the same ASGI app.
 
 Run through ``bash benchmarks/run.sh`` (or ``make bench``), which builds the
 benchmark's own venv first. Direct use, inside that venv::
@@ -14,6 +14,12 @@ Method, and why:
   figures would measure the scheduler.
 - Alternating rounds (server order rotated each round) and medians: a slow
   minute on a shared machine hits every server instead of one.
+- Every contender runs one worker, access log off, log level warning, the
+  same keep-alive timeout and backlog where it has those settings.
+- Server and client CPU are read from ``/proc`` and ``getrusage`` around
+  each measured run: the server's CPU per MiB for the file scenario, and the
+  load client's share of its core for every scenario (``client_cpu_pct``:
+  near 100 % means the client, not the server, set the pace).
 - HTTP load comes from wrk; WebSocket echo and the 10,000 idle connections
   come from small asyncio clients in this file (run as subprocesses on CPU 1),
   written against raw bytes so that the client costs far less than the server
@@ -87,6 +93,25 @@ def _uvicorn_args(http: str, loop: str, ws: str) -> tuple[str, ...]:
     )
 
 
+def _granian_args() -> tuple[str, ...]:
+    # (--loop auto: uvloop where installed, as granian picks by default; no
+    # keep-alive timeout to set, keep-alive is on.)
+    return (
+        "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}",
+        "--workers", "1", "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+        "--working-dir", str(BENCH_DIR), "apps:app",
+    )
+
+
+def _hypercorn_args() -> tuple[str, ...]:
+    # (Hypercorn's access log is off unless --access-logfile is given.)
+    return (
+        "-m", "hypercorn", "apps:app", "--bind", "127.0.0.1:{port}", "--workers", "1",
+        "--worker-class", "asyncio", "--keep-alive", "300", "--backlog", "4096",
+        "--log-level", "warning", "--websocket-ping-interval", "0",
+    )
+
+
 _LOOP_OPTION: bool | None = None
 
 
@@ -108,10 +133,15 @@ def server_specs() -> dict[str, ServerSpec]:
                                   _uvicorn_args("h11", "asyncio", "wsproto")),
         "uvicorn-fast": ServerSpec("uvicorn-fast", "uvicorn httptools+uvloop",
                                    _uvicorn_args("httptools", "uvloop", "websockets")),
+        # uvicorn's faster WebSocket stack on plain asyncio (issue 22's ws target).
+        "uvicorn-ws": ServerSpec("uvicorn-ws", "uvicorn h11+asyncio, websockets",
+                                 _uvicorn_args("h11", "asyncio", "websockets")),
+        "granian": ServerSpec("granian", "granian (ASGI)", _granian_args()),
+        "hypercorn": ServerSpec("hypercorn", "hypercorn (asyncio)", _hypercorn_args()),
     }
 
 
-DEFAULT_SERVERS = ("pounce", "uvicorn-h11", "uvicorn-fast")
+DEFAULT_SERVERS = ("pounce", "uvicorn-h11", "uvicorn-fast", "granian")
 
 
 def free_port() -> int:
@@ -253,12 +283,23 @@ class Scenario:
 RPS = Metric("rps", "req/s", "req/s", True)
 P50 = Metric("p50_ms", "p50", "ms", False)
 P99 = Metric("p99_ms", "p99", "ms", False)
+CPU_PER_MIB = Metric("cpu_ms_per_mib", "server CPU per MiB", "ms", False)
+MIB = 1024 * 1024
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (
         Scenario("hello64", "hello world, 64 conns", "wrk", (RPS, P50, P99), "/", 64),
         Scenario("hello1", "hello world, 1 conn", "wrk", (RPS, P50, P99), "/", 1),
-        Scenario("stream1m", "1 MiB stream (64 KiB chunks), 16 conns", "wrk", (RPS,), "/stream", 16),
+        Scenario("stream1m", "1 MiB stream (64 KiB chunks), 16 conns", "wrk", (RPS,), "/stream", 16,
+                 {"mib": 1}),
+        # Fewer, longer streams: the same bytes for far less of wrk's
+        # per-request work, so the server's own cost shows.
+        Scenario("stream8m", "8 MiB stream (64 KiB chunks), 4 conns", "wrk", (RPS, CPU_PER_MIB),
+                 "/stream8m", 4, {"mib": 8}),
+        # Starlette's FileResponse of a 1 MiB file (issue 17): pounce sends it
+        # with sendfile through http.response.pathsend, others read and send.
+        Scenario("file1m", "1 MiB Starlette FileResponse, 16 conns", "wrk", (RPS, CPU_PER_MIB),
+                 "/file1m", 16, {"mib": 1}),
         Scenario("post64k", "64 KiB POST read in full, 64 conns", "wrk", (RPS,), "/upload", 64,
                  {"body_size": 64 * 1024}),
         Scenario("ws_echo", "WebSocket echo 16 B, 32 conns", "ws",
@@ -314,10 +355,15 @@ def run_wrk(scenario: Scenario, port: int, duration: float, lua_dir: Path) -> di
         )
         cmd += ["-s", str(script)]
     cmd.append(url)
+    used = children_cpu()
+    started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout[:500]}")
-    return parse_wrk(proc.stdout)
+    out = parse_wrk(proc.stdout)
+    out["client_cpu_pct"] = 100 * (children_cpu() - used) / wall
+    return out
 
 
 def run_client(kind: str, port: int, *args: str, timeout: float) -> dict[str, Any]:
@@ -327,6 +373,22 @@ def run_client(kind: str, port: int, *args: str, timeout: float) -> dict[str, An
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} client failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's waited-for children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by a process and its live children (the server)."""
+    ticks = 0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_idle(server: RunningServer, conns: int) -> dict[str, float]:
@@ -451,13 +513,14 @@ async def ws_client(port: int, conns: int, size: int, duration: float, warmup: f
     for proto in protocols:
         proto.transport.write(frame)
     await asyncio.sleep(warmup)
-    start_count, start = stats["count"], time.perf_counter()
+    start_count, start, cpu = stats["count"], time.perf_counter(), time.process_time()
     await asyncio.sleep(duration)
     count, elapsed = stats["count"] - start_count, time.perf_counter() - start
+    cpu = time.process_time() - cpu
     stats["running"] = False
     for proto in protocols:
         proto.transport.abort()
-    return {"msgs": count / elapsed, "errors": 0}
+    return {"msgs": count / elapsed, "errors": 0, "client_cpu_pct": 100 * cpu / elapsed}
 
 
 class _IdleConn(asyncio.Protocol):
@@ -553,7 +616,8 @@ def machine_info() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions: dict[str, str] = {}
-    for dist in ("uvicorn", "h11", "httptools", "uvloop", "websockets", "wsproto", "pluggy"):
+    for dist in ("uvicorn", "h11", "httptools", "uvloop", "websockets", "wsproto", "pluggy", "granian",
+                 "hypercorn", "starlette"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 
@@ -623,11 +687,22 @@ def _load(sc: Scenario, server: RunningServer, args: argparse.Namespace, log_dir
     if sc.kind == "wrk":
         if args.warmup > 0:
             run_wrk(sc, server.port, args.warmup, log_dir)
-        return run_wrk(sc, server.port, args.duration, log_dir)
-    return run_client(
+        before = tree_cpu(server.pid)
+        result = run_wrk(sc, server.port, args.duration, log_dir)
+        used = tree_cpu(server.pid) - before
+        result["server_cpu_pct"] = 100 * used / max(1, round(args.duration))
+        mib = sc.extra.get("mib")
+        if mib and result.get("requests"):
+            result["cpu_ms_per_mib"] = 1000 * used / (result["requests"] * mib)
+        return result
+    before = tree_cpu(server.pid)
+    result = run_client(
         "ws", server.port, "--conns", str(sc.conns), "--size", str(sc.extra["size"]),
         "--duration", str(args.duration), "--warmup", str(args.warmup),
         timeout=args.duration + args.warmup + 90)
+    # (The client reports its own CPU share over the measured seconds.)
+    result["server_cpu_pct"] = 100 * (tree_cpu(server.pid) - before) / (args.duration + args.warmup)
+    return result
 
 
 def _guarded(spec: ServerSpec, sc: Scenario, run: Any) -> dict[str, float]:
@@ -947,8 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds measured per scenario")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per scenario (0: none)")
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                        help="comma-separated, from pounce, pounce-uvloop, uvicorn-h11, uvicorn-fast "
-                             "(the h1fast fast path is in plain pounce now)")
+                        help="comma-separated, from pounce, pounce-uvloop, uvicorn-h11, uvicorn-fast, "
+                             "uvicorn-ws, granian, hypercorn")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--idle-conns", type=int, default=0, help="override the idle scenario's 10,000")

@@ -19,6 +19,9 @@ COLOURS = {
     "pounce-fastpath": "#b5532a",
     "uvicorn-h11": "#4a78b5",
     "uvicorn-fast": "#8fb1de",
+    "uvicorn-ws": "#6d95c9",
+    "granian": "#5a9e6f",
+    "hypercorn": "#9b7bb8",
 }
 
 
@@ -55,7 +58,7 @@ def render(result: dict[str, Any], path: Path) -> None:
         ax.margins(y=0.15)
     info = result.get("info", {})
     fig.suptitle(
-        f"pounce vs uvicorn — {info.get('date', '')}, {info.get('nproc', '?')} x {info.get('cpu', '?')}, "
+        f"pounce and others — {info.get('date', '')}, {info.get('nproc', '?')} x {info.get('cpu', '?')}, "
         f"Python {info.get('python', '?')}, medians of {result.get('args', {}).get('rounds', '?')} rounds",
         fontsize=10,
     )

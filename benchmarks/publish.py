@@ -35,8 +35,8 @@ PERFORMANCE_PAGE = REPO / "docs" / "performance.md"
 README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
-# pounce/uvicorn ratios are given against these two, in this order.
-BASELINES = ("uvicorn-h11", "uvicorn-fast")
+# pounce's ratios are given against these, in this order (those in the run).
+BASELINES = ("uvicorn-h11", "uvicorn-fast", "uvicorn-ws", "granian", "hypercorn")
 # The README's short table: one row per (scenario, metric) present in the run.
 README_ROWS = (
     ("hello64", "rps"), ("hello64", "p99_ms"), ("hello1", "p50_ms"), ("stream1m", "rps"),

@@ -5,9 +5,9 @@
 #   bash benchmarks/run.sh --h2 [h2_bench.py options]         (HTTP/2 with h2load)
 #   bash benchmarks/run.sh --h3 [h3_bench.py options]         (HTTP/3 against hypercorn)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
-# and uvloop, matplotlib, py-spy), installs wrk with apt-get when it is
-# missing, raises the open-file limit for the 10,000-connection scenario,
-# then runs bench.py. Results land in benchmarks/results/.
+# and uvloop, granian, hypercorn, starlette, matplotlib, py-spy), installs
+# wrk with apt-get when it is missing, raises the open-file limit for the
+# 10,000-connection scenario, then runs bench.py. Results land in benchmarks/results/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"

@@ -6,6 +6,7 @@ default headers, framing, limits and timeouts."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 import subprocess
 import threading
@@ -442,6 +443,40 @@ def test_pipelined_requests_answered_in_order(serve: Any) -> None:
     assert closed
     bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 200 OK")[1:]]
     assert [b[:2] for b in bodies] == [b"/a", b"/b", b"/c"]
+
+
+def test_many_pipelined_requests_to_an_app_that_never_waits(serve: Any) -> None:
+    """Each answer is complete inside the app's first step (started eagerly):
+    the request behind it is still taken in order, and without nesting one
+    request's handling inside the previous one's."""
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await respond(send, body=scope["path"].encode())
+
+    srv = serve(app, lifespan="off")
+    count = 3000
+    requests = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count - 1))
+    with connect(srv.port, timeout=30) as sock:
+        sock.sendall(requests + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, closed = read_until_closed(sock, timeout=30)
+    assert closed
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 200 OK")[1:]]
+    assert bodies == [b"/%d" % i for i in range(count - 1)] + [b"/last"]
+
+
+def test_context_variables_set_by_one_request_are_not_seen_by_the_next(serve: Any) -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="none")
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen = var.get()
+            var.set(scope["path"])
+            await respond(send, body=seen.encode())
+
+    srv = serve(app, lifespan="off")
+    with httpx.Client(base_url=f"http://127.0.0.1:{srv.port}", timeout=5) as client:
+        answers = [client.get(f"/{i}").text for i in range(5)]
+    assert answers == ["none"] * 5
 
 
 def test_keep_alive_reuses_connection_and_close_closes(serve: Any) -> None:

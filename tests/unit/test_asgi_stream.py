@@ -105,6 +105,57 @@ def test_the_head_waits_for_the_first_body_message_and_carries_it() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("eager", [True, False])
+def test_start_runs_the_first_step_at_once_unless_told_not_to(eager: bool) -> None:
+    async def main() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await respond(send)
+
+        stream, owner = make(app)
+        asyncio.get_running_loop().call_soon(lambda: starts.append(stream.start(eager=eager)))
+        starts: list[None] = []
+        await asyncio.sleep(0)  # the callback runs: start() is called from a plain loop callback
+        assert starts and (owner.kinds() == ["head", "done"]) is eager
+        await asyncio.wait_for(owner.done.wait(), 5)
+        assert owner.kinds() == ["head", "done"]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("given", [
+    [(b"content-type", b"text/plain"), (b"X-Mixed", b"a")],
+    ((b"content-type", b"text/plain"), [b"x-list-pair", bytearray(b"v")]),
+    "generator",
+])
+def test_response_headers_reach_the_owner_as_lowercase_bytes_tuples(given: Any) -> None:
+    """Whatever shape the app's headers have (any iterable, read once; pairs
+    as lists; bytearray values; any case), and whether those names were seen
+    before or not, the owner gets a fresh list of lowercase (bytes, bytes)
+    tuples, never the app's own list."""
+    def headers() -> Any:
+        if given == "generator":
+            return (pair for pair in [(b"content-type", b"text/plain"), (b"X-Gen", b"g")])
+        return given
+
+    expected = [(bytes(n).lower(), bytes(v)) for n, v in headers()]
+
+    async def main() -> None:
+        for _ in range(2):  # names new, then names seen before
+            sent = headers()
+
+            async def app(scope: Any, receive: Any, send: Any, sent: Any = sent) -> None:
+                await send({"type": "http.response.start", "status": 200, "headers": sent})
+                await send({"type": "http.response.body", "body": b"x"})
+
+            stream, owner = make(app)
+            await run(stream, owner)
+            got = owner.calls[0][2]
+            assert got == expected and all(type(pair) is tuple for pair in got)
+            assert got is not sent
+
+    asyncio.run(main())
+
+
 def test_request_body_in_pieces_with_backpressure_and_consumption() -> None:
     async def main() -> None:
         got: list[dict[str, Any]] = []

@@ -332,8 +332,14 @@ def test_every_prefix_of_a_request(data: bytes) -> None:
 
 # -- the response side: render_response_head against h11's Connection.send ------------
 
-from pounce.core.protocol.events import HTTP10  # noqa: E402
-from pounce.core.protocol.responses import LAST_CHUNK, chunk, render_response_head  # noqa: E402
+from pounce.core.protocol.events import HTTP10, LocalProtocolError, Request  # noqa: E402
+from pounce.core.protocol.http11 import H1Connection  # noqa: E402
+from pounce.core.protocol.responses import (  # noqa: E402
+    LAST_CHUNK,
+    DefaultHeaders,
+    chunk,
+    render_response_head,
+)
 
 response_names = st.one_of(
     st.sampled_from([b"content-type", b"Content-Type", b"content-length", b"Content-Length",
@@ -388,6 +394,50 @@ def test_response_head_matches_h11(status: int, headers: list[tuple[bytes, bytes
         return
     assert expected is not None, f"render_response_head sends what h11 refuses: {headers!r}"
     assert (ours.data, ours.framing, ours.content_length, ours.keep_alive) == expected
+    # Again, with every header line it checked now known (the fast route).
+    again = render_response_head(status, headers, reason=b"OK", request_method=method,
+                                 request_version=version, keep_alive=request_keep_alive)
+    assert (again.data, again.framing, again.content_length, again.keep_alive) == expected
+
+
+def respond_by(route: str, status: int, headers: list[tuple[bytes, bytes]], request: bytes, body: bytes,
+               more: bool, trailers: bool) -> tuple[object, ...]:
+    """An H1Connection's response to ``request`` by the fast or the full route:
+    the bytes (or the error) and the state the body writer goes on with."""
+    defaults = DefaultHeaders()
+    defaults.refresh(b"Tue, 01 Dec 2026 20:00:00 GMT")
+    conn = H1Connection(defaults=defaults)
+    events = conn.receive_data(request)
+    assert isinstance(events[0], Request)
+    try:
+        if route == "fast":
+            data = conn.response(status, headers, body, more, trailers)
+        else:
+            data = conn._response(conn.request, status, headers, body, more, trailers)  # type: ignore[arg-type]
+    except LocalProtocolError as exc:
+        data = f"LocalProtocolError: {exc}"  # type: ignore[assignment]
+    return data, conn.framing, conn.remaining, conn.reusable, conn.bodiless, conn.response_done, conn.can_reuse
+
+
+app_names = st.sampled_from([b"content-type", b"content-length", b"transfer-encoding", b"connection", b"server",
+                             b"date", b"host", b"x-a", b"etag", b"Content-Type", b"bad name"])
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(st.sampled_from([200, 204, 304, 404, 500, 299]),
+       st.lists(st.tuples(app_names, response_values), max_size=5),
+       st.sampled_from([b"GET", b"HEAD", b"POST"]),
+       st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.0\r\nConnection: keep-alive",
+                        b"HTTP/1.1\r\nConnection: close", b"HTTP/1.1\r\nExpect: 100-continue"]),
+       st.sampled_from([b"", b"13 bytes body", b"x" * 5]), st.booleans(), st.booleans())
+def test_connection_response_fast_route_matches_full_route(status: int, headers: list[tuple[bytes, bytes]],
+                                                          method: bytes, version: bytes, body: bytes,
+                                                          more: bool, trailers: bool) -> None:
+    request = method + b" / " + version + b"\r\nHost: h\r\n\r\n"
+    full = respond_by("full", status, headers, request, body, more, trailers)
+    assert respond_by("fast", status, headers, request, body, more, trailers) == full
+    assert respond_by("fast", status, headers, request, body, more, trailers) == full  # warm
 
 
 @pytest.mark.parametrize(("version", "method", "headers", "framing", "alive"), [

@@ -78,6 +78,11 @@ class ProxyTrust:
         are present. Also notes the peer itself under ``TRUSTED_PEER_KEY``.
         """
         scope[TRUSTED_PEER_KEY] = scope["client"]
+        for name, _ in headers:
+            if name in PROXY_HEADERS:
+                break
+        else:
+            return  # a trusted peer that forwarded nothing (the common case)
         forwarded: list[bytes] = []
         xff: list[bytes] = []
         protos: list[bytes] = []
@@ -131,6 +136,10 @@ class ProxyTrust:
         hops = [e.get("for", "") for e in elements]
         chosen = elements[self._pick([_address(h)[0] for h in hops])] if elements else {}
         return chosen.get("for"), chosen.get("proto"), chosen.get("host")
+
+
+# The request headers a trusted proxy forwards the client's view in.
+PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
 def _split(values: list[bytes]) -> list[str]:

@@ -20,6 +20,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from pounce.core.asgi.eager import start_task
+
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
     from pounce.core.protocol.events import Request
@@ -32,6 +34,34 @@ logger = logging.getLogger("pounce.worker")
 BODY_HIGH_WATER = 65536
 _NO_BODY_STATUS = frozenset({204, 304})
 _DISCONNECT = {"type": "http.disconnect"}
+
+
+# Lowercase header names apps have sent: a header list made only of these, as
+# (bytes, bytes) tuples, is taken as it is (bounded; starts over when full).
+_LOWER_NAMES: set[bytes] = set()
+_LOWER_NAMES_MAX = 512
+
+
+def _response_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The app's response headers as a list of ``(lowercase name, value)``
+    bytes tuples: a copy of the list when it is one already (the common
+    case, checked without making a tuple), else a converted one."""
+    if headers.__class__ is not list and headers.__class__ is not tuple:
+        headers = list(headers)  # any iterable, read once
+    names = _LOWER_NAMES
+    for pair in headers:
+        if pair.__class__ is not tuple:
+            break
+        name, value = pair
+        if name.__class__ is not bytes or value.__class__ is not bytes or name not in names:
+            break
+    else:
+        return list(headers)
+    converted = [(bytes(n).lower(), bytes(v)) for n, v in headers]
+    if len(names) >= _LOWER_NAMES_MAX:
+        names.clear()
+    names.update(n for n, _ in converted)
+    return converted
 
 
 class ClientDisconnected(OSError):
@@ -84,7 +114,10 @@ class StreamOwner(Protocol):
         the connection, reset the stream)."""
 
     def stream_done(self, stream: HttpStream) -> None:
-        """The app has returned and the stream is over."""
+        """The app has returned and the stream is over. ``stream.task`` is
+        None when this comes from inside :meth:`HttpStream.start` (an app that
+        finished in its first step): the owner should not start another
+        stream from here then, or pipelined requests would nest."""
 
 
 class HttpStream:
@@ -104,7 +137,8 @@ class HttpStream:
         self.request = request
         self.stream_id = request.stream_id
         self.task: asyncio.Task[None] | None = None
-        self.started_at = time.perf_counter()
+        # (Only request observers read the duration.)
+        self.started_at = time.perf_counter() if ctx.observers else 0.0
         self.is_head = request.method == b"HEAD"
         self.body: list[bytes] = []
         self.buffered = 0  # bytes waiting for the app
@@ -126,9 +160,17 @@ class HttpStream:
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    def start(self) -> None:
-        """Run the app for this request in a task of its own."""
-        self.task = self.ctx.loop.create_task(self.run(self.ctx.app))  # type: ignore[union-attr]
+    def start(self, eager: bool = True) -> None:
+        """Run the app for this request in a task of its own, started eagerly
+        (:mod:`.eager`): an app that does not wait has answered, and the
+        stream is done (:meth:`StreamOwner.stream_done` called, with
+        ``task`` still None), by the time this returns. So an owner starts
+        a stream once it has fed it what it has (body, end), and must take
+        ``send_*`` and ``stream_done`` calls from inside ``start``;
+        ``eager=False`` schedules the task instead, for an owner that cannot."""
+        loop = self.ctx.loop
+        coro = self.run(self.ctx.app)
+        self.task = start_task(loop, coro) if eager else loop.create_task(coro)  # type: ignore[union-attr, arg-type]
 
     # -- fed by the owner ---------------------------------------------------------
 
@@ -152,7 +194,9 @@ class HttpStream:
 
     def feed_end(self) -> None:
         self.body_complete = True
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def on_disconnect(self) -> None:
         """The client is gone (or the stream was reset): the app's next
@@ -184,11 +228,16 @@ class HttpStream:
             self._app_ended()
             self.failed = True
         else:
-            self._app_ended()
+            if not self.response_complete:
+                self._app_ended()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            self._report()
+            ctx.requests_served += 1
+            if ctx.max_requests and ctx.requests_served == ctx.max_requests and ctx.on_request_limit:
+                ctx.on_request_limit()
+            if ctx.observers:
+                self._report()
             self.owner.stream_done(self)
 
     def _app_ended(self) -> None:
@@ -224,7 +273,7 @@ class HttpStream:
             self.task.cancel()
 
     def _report(self) -> None:
-        self.ctx.count_request()
+        """The request observers (counted already: see ``count_request``)."""
         observers = self.ctx.observers
         if observers:
             duration = time.perf_counter() - self.started_at
@@ -293,7 +342,9 @@ class HttpStream:
                     self.body_ended = True
                 else:
                     self.response_complete = True
-                    self._wake()
+                    waiter = self._waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
             elif wait:
                 await owner.drain(self)
             return
@@ -305,7 +356,7 @@ class HttpStream:
                 raise RuntimeError(f"invalid status {status!r}")
             self.response_started = True
             self.status = status
-            self.response_headers = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ())]
+            self.response_headers = _response_headers(message.get("headers", ()))
             if message.get("trailers", False):
                 self.trailers_expected = True
             return

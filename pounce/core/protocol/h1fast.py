@@ -57,8 +57,17 @@ _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
 # obs-text. ``bytes.translate(None, allowed)`` deletes them; anything left
 # over is a byte the fast path does not vouch for.
 _HEAD_OK = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F), *range(0x80, 0x100)])
-_VCHAR = bytes(range(0x21, 0x7F))
+# The bytes that are not, with CR and LF: a head whose only CR and LF are its
+# CRLFs, and that has no refused byte, loses exactly two bytes per CRLF when
+# these are deleted (one ``translate`` and one ``count`` for both checks;
+# deleting these few rather than keeping the allowed ones is the cheaper
+# ``translate``, which first marks every byte it deletes).
+_HEAD_BAD_CR_LF = bytes(b for b in range(256) if b not in _HEAD_OK) + b"\r\n"
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# The header names the loop below looks at.
+_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"te", b"upgrade",
+                      b"expect"})
 
 # Raw header name -> lowercase name, for names already checked to be tokens.
 # Bounded so that a client sending endless distinct names cannot grow it.
@@ -85,12 +94,11 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     end = buf.find(b"\r\n\r\n")
     if end < 0 or end + 4 > max_size:
         return None
-    head = bytes(buf[:end])
-    if head.translate(None, _HEAD_OK):
-        return None
-    crlf = head.count(b"\r\n")
-    if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
-        return None  # a bare LF or CR: h11 reads those its own way
+    head = buf[:end]
+    if head.__class__ is not bytes:
+        head = bytes(head)
+    if len(head.translate(None, _HEAD_BAD_CR_LF)) != end - 2 * head.count(b"\r\n"):
+        return None  # a refused byte, or a bare LF or CR (h11 reads those its own way)
     lines = head.split(b"\r\n")
 
     # Request line: METHOD SP target SP HTTP/1.x, single spaces.
@@ -106,7 +114,9 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     if version is None:
         return None
     target = line[sp1 + 1:sp2]
-    if target[:1] != b"/" or target.translate(None, _VCHAR):
+    # VCHAR only: no SP (the spaces were split on), CR, LF or other controls
+    # (the head has none but HTAB), so what is left to refuse is HTAB and obs-text.
+    if target[:1] != b"/" or not target.isascii() or b"\t" in target:
         return None  # not origin-form (``*``, absolute-form, ...), or a byte h11 refuses
 
     headers: list[tuple[bytes, bytes]] = []
@@ -118,8 +128,7 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     keep_alive = version == b"1.1"
     closing = False
     trailers = False
-    for i in range(1, len(lines)):
-        line = lines[i]
+    for line in lines[1:]:
         colon = line.find(b":")
         if colon <= 0:
             return None
@@ -130,7 +139,9 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
             if name is None:
                 return None  # not a token: whitespace before the colon, obs-fold, ...
         value = line[colon + 1:].strip(b" \t")
-        if name == b"host":
+        if name not in _SPECIAL:
+            pass  # (most headers: one set lookup instead of the chain below)
+        elif name == b"host":
             hosts += 1
         elif name == b"content-length":
             if content_length >= 0 or not value.isdigit() or len(value) > 18:
@@ -160,7 +171,10 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
             # CL and TE together, or a transfer coding on HTTP/1.0 (which has
             # none): smuggling material; the h11 path refuses it.
             return None
-        return Request(method, target, version, headers, CHUNKED, 0, keep_alive, end + 4,
-                       trailers=trailers)
-    return Request(method, target, version, headers, CONTENT_LENGTH,
-                   content_length if content_length > 0 else 0, keep_alive, end + 4, trailers=trailers)
+        request = Request(method, target, version, headers, CHUNKED, 0, keep_alive, end + 4)
+    else:
+        request = Request(method, target, version, headers, CONTENT_LENGTH,
+                          content_length if content_length > 0 else 0, keep_alive, end + 4)
+    if trailers:
+        request.trailers = True
+    return request

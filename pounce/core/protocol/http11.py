@@ -50,12 +50,14 @@ from pounce.core.protocol.events import (
 from pounce.core.protocol.h1fast import parse_request_head
 from pounce.core.protocol.responses import (
     LAST_CHUNK,
+    STATUS_LINES,
     DefaultHeaders,
     chunk,
+    fast_response_head,
     informational,
     last_chunk,
     reason,
-    render_response_head,
+    render_response_head_full,
 )
 
 __all__ = ["H1Connection"]
@@ -108,7 +110,12 @@ class H1Connection:
     def receive_data(self, data: bytes) -> list[object]:
         state = self.state
         if state is IDLE:
-            return self._read_head(self.buffer + data if self.buffer else data)
+            buf = self.buffer + data if self.buffer else data
+            if self.fast:  # (_read_head, spelt out: this runs once per request)
+                head = parse_request_head(buf, self.max_head_size)
+                if head is not None and head.framing is CONTENT_LENGTH:
+                    return self._start(head, buf, head.consumed)
+            return self._read_head_h11(buf)
         if state is BODY:
             return self._read_body(data)
         if state is H11:
@@ -165,6 +172,10 @@ class H1Connection:
             head = parse_request_head(buf, self.max_head_size)
             if head is not None and head.framing is CONTENT_LENGTH:
                 return self._start(head, buf, head.consumed)
+        return self._read_head_h11(buf)
+
+    def _read_head_h11(self, buf: bytes) -> list[object]:
+        """A head h1fast did not take (or an incomplete one): h11 reads it."""
         match = _BLANK_LINE.search(buf)
         if match is None:
             if len(buf) > self.max_head_size:
@@ -200,6 +211,10 @@ class H1Connection:
         self.request = head
         left = head.content_length
         if not left:
+            if consumed == len(buf) and head.keep_alive:
+                # (_complete, for the commonest request: no body, nothing behind.)
+                self.state = DONE
+                return [head, END]
             return self._complete([head, END], buf[consumed:] if consumed < len(buf) else b"")
         have = len(buf) - consumed
         if have > left:
@@ -287,10 +302,36 @@ class H1Connection:
         """
         request = self.request
         assert request is not None
-        if self.waits_for_continue:
+        if request.expect_continue and not self.continue_sent:
             # The client never got its 100 and may or may not send the body
             # now: the connection cannot be reused safely.
             self.keep_alive = False
+        preamble = self.defaults.preamble
+        if preamble is not None and self.keep_alive and request.keep_alive and status != 204 and status != 304:
+            line = STATUS_LINES.get(status)
+            if line is not None and request.method != b"HEAD":
+                # The common response (see fast_response_head), whole or not.
+                fast = fast_response_head(line, headers, preamble, request.http_version,
+                                          -1 if more or trailers else len(body))
+                if fast is not None:
+                    data, length = fast
+                    self.framing = CONTENT_LENGTH
+                    self.reusable = True
+                    self.bodiless = False
+                    if more or trailers:
+                        self.remaining = length
+                        return data + self.body(body, more, trailers) if body else data
+                    if len(body) != length:
+                        self.remaining = length
+                        return data + self.body(body, more, trailers)  # raises, as h11 would
+                    self.remaining = 0
+                    self.response_done = True
+                    return data + body
+        return self._response(request, status, headers, body, more, trailers)
+
+    def _response(self, request: Request, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                  more: bool, trailers: bool) -> bytes:
+        """:meth:`response` by the full route: any headers, any framing."""
         has_length = has_server = has_date = has_coding = False
         for name, _ in headers:
             if name == b"content-length":
@@ -321,7 +362,7 @@ class H1Connection:
         if not self.keep_alive:
             final.append((b"connection", b"close"))
         try:
-            head = render_response_head(
+            head = render_response_head_full(
                 status, final, reason=reason(status), request_method=request.method,
                 request_version=request.http_version, keep_alive=request.keep_alive,
                 preamble=preamble or b"")

@@ -17,7 +17,7 @@ from pounce.core.protocol.events import CHUNKED, CONTENT_LENGTH, HTTP10
 __all__ = [
     "REASONS", "reason", "ResponseHead", "render_response_head", "header_preamble", "chunk",
     "LAST_CHUNK", "last_chunk", "error_response", "informational", "render_head", "DefaultHeaders",
-    "check_fields",
+    "check_fields", "fast_response_head", "render_response_head_full", "STATUS_LINES",
 ]
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
@@ -94,6 +94,28 @@ def render_response_head(
     none is Host, Content-Length, Transfer-Encoding or Connection, so they
     take no part in the decisions above (:func:`header_preamble` checks).
     """
+    if keep_alive and status != 204 and status != 304 and request_method != b"HEAD":
+        line = STATUS_LINES.get(status)
+        if line is not None and line[9 + 4:-2] == reason:
+            fast = fast_response_head(line, headers, preamble, request_version, -1)
+            if fast is not None:
+                return ResponseHead(fast[0], CONTENT_LENGTH, fast[1], True)
+    return render_response_head_full(status, headers, reason=reason, request_method=request_method,
+                                     request_version=request_version, keep_alive=keep_alive, preamble=preamble)
+
+
+def render_response_head_full(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    reason: bytes,
+    request_method: bytes,
+    request_version: bytes,
+    keep_alive: bool,
+    preamble: bytes = b"",
+) -> ResponseHead:
+    """:func:`render_response_head` by the full route, whatever the headers
+    (what the fast route is checked against)."""
     items: list[tuple[bytes, bytes, bytes]] = []  # raw name, lowercase name, value
     seen_length: bytes | None = None
     seen_coding = False
@@ -134,6 +156,12 @@ def render_response_head(
                     token = token.strip()
                     if token:
                         connection_tokens.append(token)
+            elif name not in _NOT_PLAIN and len(value) <= _LINE_CACHE_VALUE_MAX:
+                key = (raw, value)
+                if key not in _LINES:
+                    if len(_LINES) >= _LINE_CACHE_MAX:
+                        _LINES.clear()  # values that never repeat filled it: start over
+                    _LINES[key] = b"%s: %s\r\n" % key
             items.append((raw, name, value))
 
     # Framing as h11 chooses it, HEAD counted as GET for the headers.
@@ -182,6 +210,60 @@ def render_response_head(
         # HTTP/1.0 closes unless told otherwise: say the connection stays.
         out.insert(-1, b"Connection: keep-alive\r\n")
     return ResponseHead(b"".join(out), framing, length, alive)
+
+
+# The fast path (:func:`fast_response_head`): header lines already checked
+# once, by (name, value) as the app gives them. Names whose presence changes
+# the framing, the connection's fate, the order of lines or the default
+# headers never go in; a header that is not here takes the full route once.
+_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_LINE_CACHE_MAX = 1024
+_LINE_CACHE_VALUE_MAX = 256
+_NOT_PLAIN = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"server", b"date"})
+# ``HTTP/1.1 <status> <reason>\r\n`` for each status with a standard reason.
+STATUS_LINES: dict[int, bytes] = {
+    status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in REASONS.items()
+}
+_KEEP_ALIVE_10 = b"Connection: keep-alive\r\n"
+
+
+def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], preamble: bytes,
+                       request_version: bytes, whole: int) -> tuple[bytes, int] | None:
+    """The common response, or None for :func:`render_response_head`'s full
+    route: a request that keeps the connection, a status with a body, no
+    HEAD, every header one seen before (or a plain ``content-length``), and
+    either a Content-Length or a body sent whole (``whole`` bytes; -1: not
+    whole) for which one is added, last, as the connection adds it. Returns
+    the head and its Content-Length (the framing is Content-Length, the
+    connection stays); the bytes are those of the full route (the
+    differential tests compare both with h11, cold and warm)."""
+    lines = [status_line, preamble]
+    append = lines.append
+    get = _LINES.get
+    length: bytes | None = None
+    try:
+        for pair in headers:
+            line = get(pair)
+            if line is None:
+                name, value = pair
+                if name != b"content-length" or length is not None or not value.isdigit() or len(value) > 20:
+                    return None
+                length = value
+                line = b"content-length: %s\r\n" % value
+            append(line)
+    except (TypeError, ValueError):  # not (name, value) tuples: the full route says what is wrong
+        return None
+    if length is None:
+        if whole < 0:
+            return None
+        length = b"%d" % whole
+        append(b"content-length: %s\r\n" % length)
+    if request_version != b"1.1":
+        if request_version != b"1.0":
+            return None
+        append(_KEEP_ALIVE_10)
+    append(b"\r\n")
+    return b"".join(lines), int(length)
 
 
 _NOT_IN_PREAMBLE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})

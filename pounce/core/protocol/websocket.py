@@ -26,6 +26,7 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token, split_c
 
 from pounce.core.protocol.events import Request
 from pounce.core.protocol.responses import render_head
+from pounce.core.protocol.wsfast import BINARY, PING, PONG, TEXT, frame, read_frames
 
 # RFC 6455 close codes pounce itself sends.
 NORMAL = 1000
@@ -241,9 +242,14 @@ class WebSocketSession:
     collect in an outbox that the adapter drains with :meth:`data_to_send`.
     """
 
-    def __init__(self, extensions: list[Extension], max_message_size: int) -> None:
+    def __init__(self, extensions: list[Extension], max_message_size: int, *, fast: bool = True) -> None:
         self.conn = Connection(ConnectionType.SERVER, extensions)
         self.max_message_size = max_message_size
+        # Simple frames are read and written by wsfast until the first frame
+        # it does not take; from then on wsproto has the whole connection
+        # (no extension may be in use: they rewrite frames).
+        self.fast = fast and not extensions
+        self._held = b""  # the start of a frame wsfast waits to see whole
         self._out = bytearray()
         self._parts: list[Any] = []
         self._size = 0
@@ -277,11 +283,39 @@ class WebSocketSession:
         conn = self.conn
         if conn.state in (ConnectionState.CLOSED, ConnectionState.REMOTE_CLOSING) or self.finished:
             return self._done(ABNORMAL, "") if data is None else []
+        messages: list[dict[str, Any]] = []
+        if self.fast:
+            if data is None:
+                # The end of the stream: what wsfast held is wsproto's to judge.
+                self.fast = False
+                if self._held:
+                    conn.receive_data(self._held)
+                    self._held = b""
+            else:
+                if self._held:
+                    data = self._held + data
+                    self._held = b""
+                if conn.state is ConnectionState.OPEN and not self._parts:
+                    frames, used, stop = read_frames(data, self.max_message_size)
+                    for opcode, payload in frames:
+                        if opcode == TEXT:
+                            messages.append({"type": "websocket.receive", "text": payload})
+                        elif opcode == BINARY:
+                            messages.append({"type": "websocket.receive", "bytes": payload})
+                        elif opcode == PING:
+                            self._out += frame(PONG, payload)
+                        else:
+                            self.pongs += 1
+                    if not stop:
+                        if used < len(data):
+                            self._held = data[used:]
+                        return messages
+                    data = data[used:]
+                self.fast = False  # the rest, and everything after it, is wsproto's
         try:
             conn.receive_data(data)
         except LocalProtocolError:
-            return []
-        messages: list[dict[str, Any]] = []
+            return messages
         for event in conn.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
@@ -371,6 +405,11 @@ class WebSocketSession:
 
     def send_message(self, data: str | bytes) -> bytes:
         """Frame one whole message. Raises ``LocalProtocolError`` once closed."""
+        if self.fast and self.conn.state is ConnectionState.OPEN:
+            if data.__class__ is str:
+                return frame(TEXT, data.encode("utf-8"))  # type: ignore[union-attr]
+            if data.__class__ is bytes:
+                return frame(BINARY, data)  # type: ignore[arg-type]
         return self.conn.send(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data))
 
     def close(self, code: int, reason: str = "") -> bytes:

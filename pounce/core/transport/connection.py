@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from pounce.core.asgi.scope import ConnectionInfo, peer_addresses
@@ -56,6 +57,8 @@ class Connection(asyncio.BufferedProtocol):
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # The loop's clock, without the method call where it is asyncio's own.
+        self.clock = _clock_of(self.loop)
 
     @property
     def client(self) -> tuple[str, int] | None:
@@ -180,6 +183,13 @@ class Connection(asyncio.BufferedProtocol):
         if self.read_paused and not self.closed:
             self.read_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
+
+
+def _clock_of(loop: asyncio.AbstractEventLoop) -> Any:
+    """``loop.time``, or ``time.monotonic`` itself when that is all it does."""
+    if loop is not None and type(loop).time is not asyncio.BaseEventLoop.time:
+        return loop.time
+    return time.monotonic
 
 
 def can_half_close(transport: asyncio.BaseTransport) -> bool:

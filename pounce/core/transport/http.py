@@ -161,40 +161,49 @@ class HttpProtocol(Connection):
     # -- events --------------------------------------------------------------------
 
     def _handle(self, events: list[object]) -> None:
-        for event in events:
-            kind = type(event)
-            if kind is Data:
-                stream = self.stream
-                if stream is not None:
-                    if stream.feed(event.data):  # type: ignore[attr-defined]
-                        self._pause_reading()
-                    elif stream.too_large:
-                        self._reject(413, "request body too large")
+        # A request's stream starts once the whole batch is fed to it (its
+        # body, its end, a pause): the app's first step runs inside start
+        # (eager), and may finish the request and move on to the next.
+        stream = None
+        try:
+            for event in events:
+                kind = type(event)
+                if kind is Data:
+                    current = self.stream
+                    if current is not None:
+                        if current.feed(event.data):  # type: ignore[attr-defined]
+                            self._pause_reading()
+                        elif current.too_large:
+                            self._reject(413, "request body too large")
+                            return
+                    elif self.drain_left >= 0:
+                        self.drain_left -= len(event.data)  # type: ignore[attr-defined]
+                        if self.drain_left < 0:
+                            self._close()
+                            return
+                elif kind is EndOfMessage:
+                    if self.stream is not None:
+                        self.stream.feed_end()
+                    elif self.drain_left >= 0:
+                        self.drain_left = -1
+                        self._next_cycle()
                         return
-                elif self.drain_left >= 0:
-                    self.drain_left -= len(event.data)  # type: ignore[attr-defined]
-                    if self.drain_left < 0:
+                elif kind is Request:
+                    stream = self._on_request(event)  # type: ignore[arg-type]
+                    if self.closed:
+                        return
+                elif kind is Paused:
+                    self._pause_reading()
+                elif kind is ConnectionClosed:
+                    if self.stream is None and self.drain_left < 0:
                         self._close()
-                        return
-            elif kind is EndOfMessage:
-                if self.stream is not None:
-                    self.stream.feed_end()
-                elif self.drain_left >= 0:
-                    self.drain_left = -1
-                    self._next_cycle()
                     return
-            elif kind is Request:
-                self._on_request(event)  # type: ignore[arg-type]
-                if self.closed:
-                    return
-            elif kind is Paused:
-                self._pause_reading()
-            elif kind is ConnectionClosed:
-                if self.stream is None and self.drain_left < 0:
-                    self._close()
-                return
+        finally:
+            if stream is not None:
+                stream.start()
 
-    def _on_request(self, request: Request) -> None:
+    def _on_request(self, request: Request) -> HttpStream | None:
+        """Admit a request; the stream for it, to start (by ``_handle``)."""
         if self.reading_head:
             self.reading_head = False
             self._cancel_timer()
@@ -202,31 +211,31 @@ class HttpProtocol(Connection):
         ctx = self.ctx
         if ctx.max_body and request.content_length > ctx.max_body:
             self._reject(413, "request body too large")
-            return
+            return None
         if self.over_limit:
             # Over the limit when accepted; look again now, as the connections
             # that made it so may have closed since (a client that closes one
             # connection and opens the next is not over any limit).
             if len(ctx.connections) > ctx.limit_concurrency:
                 self._reject(503, "Service Unavailable")
-                return
+                return None
             self.over_limit = False
         if ctx.shutting_down:
             self._reject(503, "Service Unavailable")
-            return
+            return None
         self.sniffer = None
         upgrade = request.upgrade
         if upgrade is not None:
             kind = upgrade.lower()
             if kind == b"websocket" and ctx.websocket.enabled:
                 self.upgrade_to_websocket(request)
-                return
+                return None
             if kind == b"h2c" and ctx.http2.enabled and self.info.scheme == "http" \
                     and upgrade_to_h2c(self, request):  # type: ignore[union-attr]
-                return
+                return None
         stream = HttpStream(self, ctx, build_scope(ctx, self.info, request), request)  # type: ignore[arg-type]
         self.stream = stream
-        stream.start()
+        return stream
 
     def upgrade_to_websocket(self, request: Request) -> None:
         """Hand the transport over to WebSocket for an ``Upgrade: websocket``.
@@ -276,13 +285,21 @@ class HttpProtocol(Connection):
     def send_head(self, stream: HttpStream, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
                   more: bool, trailers: bool) -> bool:
         data = self.conn.response(status, headers, body, more, trailers)
-        self._write_or_raise(stream, data)
+        transport = self.transport
+        if self.closed or transport.is_closing():  # type: ignore[union-attr]
+            stream.on_disconnect()
+            raise ClientDisconnected("the client has disconnected")
+        transport.write(data)  # type: ignore[union-attr]
         return more and self.write_paused
 
     def send_body(self, stream: HttpStream, body: bytes, more: bool) -> bool:
         data = self.conn.body(body, more, stream.trailers_expected)
         if data:
-            self._write_or_raise(stream, data)
+            transport = self.transport
+            if self.closed or transport.is_closing():  # type: ignore[union-attr]
+                stream.on_disconnect()
+                raise ClientDisconnected("the client has disconnected")
+            transport.write(data)  # type: ignore[union-attr]
         return more and self.write_paused
 
     def send_trailers(self, stream: HttpStream, trailers: list[tuple[bytes, bytes]]) -> None:
@@ -333,7 +350,9 @@ class HttpProtocol(Connection):
         if self.closed:
             return
         conn = self.conn
-        if not conn.can_reuse or stream.failed or self.ctx.shutting_down:
+        # (conn.can_reuse, spelt out: this runs once per request.)
+        if not (conn.keep_alive and conn.reusable and conn.response_done) or stream.failed \
+                or self.ctx.shutting_down:
             self._close()
             return
         if conn.state is not DONE:
@@ -349,12 +368,26 @@ class HttpProtocol(Connection):
         if self.eof_seen and not conn.buffer:
             self._close()  # the client half-closed after its last request
             return
+        if conn.buffer and stream.task is None:
+            # Done inside its own start (eager): take the pipelined request
+            # behind it on the next turn, not nested in this one.
+            self._arm_idle()
+            self.loop.call_soon(self._resume_cycle)
+            return
         self._next_cycle()
+
+    def _resume_cycle(self) -> None:
+        if not self.closed and self.stream is None:
+            self._next_cycle()
 
     # -- between requests ------------------------------------------------------------
 
     def _next_cycle(self) -> None:
-        self._arm_idle()
+        # (_arm_idle, spelt out for the common case: the timer is armed.)
+        self.idle_deadline = self.clock() + self.ctx.keep_alive_timeout
+        timer = self._timer
+        if timer is None or timer is not self._idle_timer:
+            self._arm_idle()
         if self.write_paused:
             # The client is not reading its responses: take no further
             # (pipelined) request until it does, or answers pile up in memory.
@@ -363,7 +396,8 @@ class HttpProtocol(Connection):
         self._start_next()
 
     def _start_next(self) -> None:
-        self._resume_reading()
+        if self.read_paused:
+            self._resume_reading()
         try:
             events = self.conn.next_cycle()
         except ProtocolError as exc:
@@ -377,7 +411,7 @@ class HttpProtocol(Connection):
 
     def _arm_idle(self) -> None:
         loop = self.loop
-        self.idle_deadline = loop.time() + self.ctx.keep_alive_timeout
+        self.idle_deadline = self.clock() + self.ctx.keep_alive_timeout
         timer = self._timer
         if timer is None or timer is not self._idle_timer:
             if timer is not None:
