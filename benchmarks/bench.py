@@ -12,8 +12,13 @@ Method, and why:
 - Server pinned to CPU 0, load generator pinned to CPU 1 (``taskset``): on a
   two-core machine they would otherwise fight for the same core and the
   figures would measure the scheduler.
-- Alternating rounds (server order rotated each round) and medians: a slow
-  minute on a shared machine hits every server instead of one.
+- Alternating rounds (server order rotated each round) and medians, and
+  within a round each scenario measured on every server back to back (a
+  fresh server each time), so that a slow minute on a shared machine hits
+  every server's figure for that scenario instead of one server's. The
+  hypervisor's steal share of both cores is recorded per measurement
+  (``steal_pct``, from ``/proc/stat``): a high one says the figure is the
+  host's, not the server's.
 - Every contender runs one worker, access log off, log level warning, the
   same keep-alive timeout and backlog where it has those settings.
 - Server and client CPU are read from ``/proc`` and ``getrusage`` around
@@ -683,7 +688,26 @@ def _started(server: RunningServer, scenarios: list[Scenario], out: dict[str, di
     return True
 
 
+def steal_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of every CPU so far, from ``/proc/stat``:
+    what the hypervisor gave to other guests while this one wanted to run."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return fields[7], sum(fields)
+
+
 def _load(sc: Scenario, server: RunningServer, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
+    steal0, ticks0 = steal_ticks()
+    result = _load_once(sc, server, args, log_dir)
+    steal1, ticks1 = steal_ticks()
+    if ticks1 > ticks0:
+        result["steal_pct"] = 100 * (steal1 - steal0) / (ticks1 - ticks0)
+    return result
+
+
+def _load_once(sc: Scenario, server: RunningServer, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
     if sc.kind == "wrk":
         if args.warmup > 0:
             run_wrk(sc, server.port, args.warmup, log_dir)
@@ -771,8 +795,12 @@ def bench_main(args: argparse.Namespace) -> int:
     for rnd in range(args.rounds):
         order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
         print(f"round {rnd + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
+        this_round: dict[str, dict[str, dict[str, float]]] = {name: {} for name in order}
+        for sc in scenarios:
+            for name in order:
+                this_round[name].update(measure(specs[name], [sc], args, log_dir))
         for name in order:
-            raw[name].append(measure(specs[name], scenarios, args, log_dir))
+            raw[name].append(this_round[name])
     med = summarise(raw, scenarios, servers)
     labels = {name: specs[name].label for name in servers}
     result = {"info": info, "args": vars(args), "servers": labels, "raw": raw, "medians": med,

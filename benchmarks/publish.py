@@ -22,6 +22,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,17 @@ def command(result: dict[str, Any]) -> str:
             f"--warmup {args['warmup']:g} --servers {args['servers']} --scenarios {args['scenarios']}")
 
 
+def steal(result: dict[str, Any]) -> str:
+    """The hypervisor's steal share over the run's measurements (recorded
+    since bench.py measured it; older runs have none)."""
+    shares = sorted(r["steal_pct"] for rounds in result["raw"].values() for rnd in rounds
+                    for r in rnd.values() if "steal_pct" in r)
+    if not shares:
+        return ""
+    return (f" Hypervisor steal during the measurements: median {statistics.median(shares):.1f} %, "
+            f"highest {shares[-1]:.1f} %.")
+
+
 def performance_block(result: dict[str, Any]) -> str:
     info = result["info"]
     load = ", ".join(f"{x:.2f}" for x in info["loadavg_at_start"])
@@ -133,7 +145,7 @@ def performance_block(result: dict[str, Any]) -> str:
         f"Run of **{info['date']}** on {machine(result)}; pounce at commit `{info['pounce_commit']}`; "
         f"{info['wrk']}; load average at the start {load}. {result['args']['rounds']} alternating rounds "
         f"of {result['args']['duration']:g} s after {result['args']['warmup']:g} s of warm-up; the "
-        "table gives medians.",
+        "table gives medians." + steal(result),
         "",
         full_table(result),
         "",
