@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import re
 import shutil
@@ -54,7 +55,7 @@ def specs(cert: Path, key: Path, tls: bool) -> dict[str, ServerSpec]:
     granian = ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}",
                "--http", "2", "--no-ws", "--log-level", "warning", "apps:app"]
     uvicorn = ["-m", "uvicorn", "apps:app", "--app-dir", str(BENCH_DIR), "--host", "127.0.0.1",
-               "--port", "{port}", "--no-access-log", "--log-level", "warning", "--http2"]
+               "--port", "{port}", "--no-access-log", "--log-level", "warning", "--http", "zttp", "--http2"]
     if tls:
         pounce += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
         hypercorn += ["--certfile", str(cert), "--keyfile", str(key)]
@@ -63,8 +64,9 @@ def specs(cert: Path, key: Path, tls: bool) -> dict[str, ServerSpec]:
     out = {"pounce": ServerSpec("pounce", "pounce (h2)", tuple(pounce))}
     if _has_option("hypercorn", "--bind"):
         out["hypercorn"] = ServerSpec("hypercorn", "hypercorn (h2)", tuple(hypercorn))
-    if _has_option("uvicorn", "--http2"):
-        out["uvicorn"] = ServerSpec("uvicorn", "uvicorn --http2", tuple(uvicorn))
+    # (uvicorn's HTTP/2 runs on its zttp protocol, a parser with a Zig core.)
+    if _has_option("uvicorn", "--http2") and importlib.util.find_spec("zttp") is not None:
+        out["uvicorn"] = ServerSpec("uvicorn", "uvicorn --http zttp --http2", tuple(uvicorn))
     if _has_option("granian", "--interface"):
         out["granian"] = ServerSpec("granian", "granian --http 2", tuple(granian))
     return out

@@ -5,7 +5,7 @@
 #   bash benchmarks/run.sh --h2 [h2_bench.py options]         (HTTP/2 with h2load)
 #   bash benchmarks/run.sh --h3 [h3_bench.py options]         (HTTP/3 against hypercorn)
 # Builds benchmarks/.venv (pounce from this checkout, uvicorn with httptools
-# and uvloop, granian, hypercorn, starlette, matplotlib, py-spy), installs
+# and uvloop, zttp (uvicorn's HTTP/2), granian, hypercorn, starlette, matplotlib, py-spy), installs
 # wrk with apt-get when it is missing, raises the open-file limit for the
 # 10,000-connection scenario, then runs bench.py. Results land in benchmarks/results/.
 set -euo pipefail
@@ -31,7 +31,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bench: installing pounce, uvicorn[standard], starlette, granian, hypercorn[h3], matplotlib, py-spy into $venv" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e "$repo[zstd,brotli,http3]" "uvicorn[standard]" httptools uvloop wsproto \
-    websockets matplotlib py-spy starlette granian "hypercorn[h3]" trustme
+    websockets matplotlib py-spy starlette granian "hypercorn[h3]" trustme zttp
   echo "$want" > "$stamp"
 fi
 
