@@ -28,6 +28,7 @@ Usage (inside the project's venv)::
     python benchmarks/hotpath.py --calls [--scenario hello] [--top 30]
     python benchmarks/hotpath.py --instructions [--scenario hello,post,stream,null]
     python benchmarks/hotpath.py --time
+    python benchmarks/hotpath.py --instructions --option request_id_enabled=true   # a plugin's cost
 
 The in-memory transport stands in for the socket only here, to count; every
 user-visible behaviour is tested over real sockets in tests/.
@@ -161,6 +162,19 @@ class NullProtocol(asyncio.BufferedProtocol):
         self.transport.write(FIXED)
 
 
+def options_from_env() -> dict[str, Any]:
+    """``--option`` overrides (``compression_enabled=true``), passed to the
+    callgrind runs through the environment."""
+    out: dict[str, Any] = {}
+    for item in filter(None, os.environ.get("HOTPATH_OPTIONS", "").split(",")):
+        key, _, text = item.partition("=")
+        value: Any = {"true": True, "false": False}.get(text.lower(), text)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        out[key.strip()] = value
+    return out
+
+
 def make_factory(scenario: str, loop: asyncio.AbstractEventLoop) -> Any:
     """A protocol factory for one worker, built the way a pounce worker
     builds its context (config, plugins, wrapped app, observers)."""
@@ -174,7 +188,7 @@ def make_factory(scenario: str, loop: asyncio.AbstractEventLoop) -> Any:
     from pounce.core.transport.http import HttpProtocol
 
     config = ServerConfig.load(None, env={}, discover=False, logging_access_log=False, lifespan="off",
-                               logging_level="warning")
+                               logging_level="warning", **options_from_env())
     manager = build_plugin_manager()
     app = manager.wrap_app(config, apps.app)
     ctx = WorkerContext(config, app, observers=manager.request_observers(config))
@@ -420,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", type=int, default=64, help="connections served per loop turn (wrk -c)")
     parser.add_argument("--top", type=int, default=25, help="rows by function (0: none)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a config override, e.g. compression_enabled=true (repeatable): a plugin's cost")
     args = parser.parse_args(argv)
+    if args.option:
+        os.environ["HOTPATH_OPTIONS"] = ",".join(args.option)
     if args.run:
         driver = Driver(args.run, args.loop, args.conns)
         driver.check()

@@ -332,6 +332,7 @@ def test_every_prefix_of_a_request(data: bytes) -> None:
 
 # -- the response side: render_response_head against h11's Connection.send ------------
 
+from pounce.core.protocol import responses  # noqa: E402
 from pounce.core.protocol.events import HTTP10, LocalProtocolError, Request  # noqa: E402
 from pounce.core.protocol.http11 import H1Connection  # noqa: E402
 from pounce.core.protocol.responses import (  # noqa: E402
@@ -465,3 +466,52 @@ def test_chunk_framing_matches_h11() -> None:
     for piece in (b"hello", b"", b"x" * 300):
         assert chunk(piece) == (conn.send(h11.Data(data=piece)) or b"")
     assert LAST_CHUNK == conn.send(h11.EndOfMessage())
+
+
+@pytest.fixture
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty response-head caches (the property tests above may have filled
+    the bounded name cache, which then takes no new name)."""
+    monkeypatch.setattr(responses, "_LINES", {})
+    monkeypatch.setattr(responses, "_VALID_RESPONSE_NAMES", {})
+
+
+@pytest.mark.usefixtures("fresh_caches")
+@pytest.mark.parametrize("value", [b"req-1f", b"req-20", b"W/\"33a-1\"", b"app;dur=0.12"])
+def test_fast_route_takes_a_new_value_of_a_known_name(value: bytes) -> None:
+    """A header whose value never repeats (request ids, ETags, timings) takes
+    the fast route once its name is known, with the full route's bytes; its
+    lines are kept while the cache has room, and never empty it."""
+    request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    respond_by("full", 200, [(b"x-request-id", b"warm")], request, b"ok", False, False)  # the name, checked
+    headers = [(b"content-type", b"text/plain"), (b"x-request-id", value)]
+    full = respond_by("full", 200, headers, request, b"ok", False, False)
+    respond_by("full", 200, [(b"content-type", b"text/plain")], request, b"ok", False, False)
+    kept = len(responses._LINES)
+    conn = H1Connection(defaults=DefaultHeaders())
+    conn.defaults.refresh(b"Tue, 01 Dec 2026 20:00:00 GMT")
+    conn.receive_data(request)
+    fresh = [(b"content-type", b"text/plain"), (b"x-request-id", value + b"-new")]
+    line = responses.STATUS_LINES[200]
+    assert responses.fast_response_head(line, fresh, conn.defaults.preamble, b"1.1", 2) is not None
+    assert len(responses._LINES) == kept + 1  # the new line, kept: there was room
+    assert respond_by("fast", 200, headers, request, b"ok", False, False) == full
+    # A full cache takes no more lines from the fast route, and is not emptied by it.
+    for n in range(responses._LINE_CACHE_MAX):
+        responses._LINES[(b"x-filler", b"%d" % n)] = b"x-filler: %d\r\n" % n
+    size = len(responses._LINES)
+    again = [(b"content-type", b"text/plain"), (b"x-request-id", value + b"-newer")]
+    assert responses.fast_response_head(line, again, conn.defaults.preamble, b"1.1", 2) is not None
+    assert len(responses._LINES) == size and (b"content-type", b"text/plain") in responses._LINES
+
+
+@pytest.mark.usefixtures("fresh_caches")
+@pytest.mark.parametrize("value", [b" lead", b"trail ", b"a\r\nb", b"a\x00b", b"a\nb"])
+def test_fast_route_leaves_a_bad_new_value_to_the_full_route(value: bytes) -> None:
+    request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    respond_by("full", 200, [(b"x-request-id", b"warm")], request, b"ok", False, False)
+    line = responses.STATUS_LINES[200]
+    assert responses.fast_response_head(line, [(b"x-request-id", value)], b"", b"1.1", 2) is None
+    full = respond_by("full", 200, [(b"x-request-id", value)], request, b"ok", False, False)
+    assert respond_by("fast", 200, [(b"x-request-id", value)], request, b"ok", False, False) == full
+    assert isinstance(full[0], str) and full[0].startswith("LocalProtocolError")

@@ -231,9 +231,11 @@ def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], p
                        request_version: bytes, whole: int) -> tuple[bytes, int] | None:
     """The common response, or None for :func:`render_response_head`'s full
     route: a request that keeps the connection, a status with a body, no
-    HEAD, every header one seen before (or a plain ``content-length``), and
-    either a Content-Length or a body sent whole (``whole`` bytes; -1: not
-    whole) for which one is added, last, as the connection adds it. Returns
+    HEAD, every header name one the full route has checked before (a line
+    seen before is looked up; a new value is checked), or a plain
+    ``content-length``, and either a Content-Length or a body sent whole
+    (``whole`` bytes; -1: not whole) for which one is added, last, as the
+    connection adds it. Returns
     the head and its Content-Length (the framing is Content-Length, the
     connection stays); the bytes are those of the full route (the
     differential tests compare both with h11, cold and warm)."""
@@ -246,10 +248,24 @@ def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], p
             line = get(pair)
             if line is None:
                 name, value = pair
-                if name != b"content-length" or length is not None or not value.isdigit() or len(value) > 20:
-                    return None
-                length = value
-                line = b"content-length: %s\r\n" % value
+                if name == b"content-length":
+                    if length is not None or not value.isdigit() or len(value) > 20:
+                        return None
+                    length = value
+                    line = b"content-length: %s\r\n" % value
+                else:
+                    # A name checked before with a value not seen yet (a
+                    # request id, an ETag, a timing): the value checked here.
+                    # The line is kept while there is room, never by emptying
+                    # the cache: values that never repeat must not push out
+                    # the lines that do.
+                    lower = _VALID_RESPONSE_NAMES.get(name)
+                    if lower is None or lower in _NOT_PLAIN or value.translate(None, _FIELD_BAD) != value \
+                            or value.strip(_OWS) != value:
+                        return None
+                    line = b"%s: %s\r\n" % pair
+                    if len(_LINES) < _LINE_CACHE_MAX and len(value) <= _LINE_CACHE_VALUE_MAX:
+                        _LINES[pair] = line
             append(line)
     except (TypeError, ValueError):  # not (name, value) tuples: the full route says what is wrong
         return None
