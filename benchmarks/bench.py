@@ -613,7 +613,9 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The machine, the tools and the installed versions of the contenders
+    (and of ``extra`` distributions, where a benchmark needs more)."""
     model = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -622,7 +624,7 @@ def machine_info() -> dict[str, Any]:
                 break
     versions: dict[str, str] = {}
     for dist in ("uvicorn", "h11", "httptools", "uvloop", "websockets", "wsproto", "pluggy", "granian",
-                 "hypercorn", "starlette"):
+                 "hypercorn", "starlette", *extra):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 
@@ -764,6 +766,17 @@ def summarise(raw: dict[str, list[dict[str, dict[str, float]]]], scenarios: list
             med[name][sc.name]["errors"] = sum(r.get("errors", 0) for r in rounds)
             med[name][sc.name]["failed_rounds"] = len(rounds) - len(good)
     return med
+
+
+def save_run(name: str, info: dict[str, Any], args: argparse.Namespace, raw: Any, medians: Any,
+             text: str) -> None:
+    """A side benchmark's run kept in ``results/``: ``NAME-STAMP.json`` (the
+    rounds and medians) and ``.md`` (its table)."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(
+        {"machine": info, "args": vars(args), "rounds": raw, "medians": medians}, indent=2))
+    (RESULTS / f"{name}-{stamp}.md").write_text(
+        f"# {name}_bench {stamp}\n\n{info}\n\nrounds {args.rounds}, {args.duration:g} s each\n{text}\n")
 
 
 def bench_main(args: argparse.Namespace) -> int:

@@ -26,8 +26,6 @@ Results: ``benchmarks/results/files-<time>.{json,md}``; the table is printed.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import socket
 import statistics
@@ -37,7 +35,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import CLIENT_CPU, RESULTS, RunningServer, ServerSpec, machine_info, parse_wrk, pin
+from bench import CLIENT_CPU, RESULTS, RunningServer, ServerSpec, machine_info, parse_wrk, pin, save_run
 
 BENCH_DIR = Path(__file__).resolve().parent
 COMMON = ("--host", "127.0.0.1", "--port", "{port}")
@@ -225,19 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     key: statistics.median(run[key] for run in runs if key in run) for key in runs[0]}
     text = table(medians, scenarios)
     print(text)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    info = machine_info()
-    for dist in ("starlette", "granian", "brotli", "zstandard"):
-        try:
-            from importlib.metadata import version
-
-            info["versions"][dist] = version(dist)
-        except Exception:  # noqa: BLE001 - not installed: not listed
-            pass
-    (RESULTS / f"files-{stamp}.json").write_text(json.dumps(
-        {"machine": info, "args": vars(args), "rounds": raw, "medians": medians}, indent=2))
-    (RESULTS / f"files-{stamp}.md").write_text(
-        f"# files_bench {stamp}\n\n{info}\n\nrounds {args.rounds}, {args.duration:g} s each\n{text}")
+    save_run("files", machine_info(extra=("brotli", "zstandard")), args, raw, medians, text)
     return 0
 
 

@@ -20,9 +20,7 @@ installs the contenders into benchmarks/.venv::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
-import json
 import re
 import shutil
 import statistics
@@ -32,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import BENCH_DIR, CLIENT_CPU, RESULTS, RunningServer, ServerSpec, machine_info, pin
+from bench import BENCH_DIR, CLIENT_CPU, RESULTS, RunningServer, ServerSpec, machine_info, pin, save_run
 
 SCENARIOS = {"h2c": "hello world over h2c, 64 conns x 10 streams",
              "h2tls": "hello world over TLS (h2), 64 conns x 10 streams"}
@@ -159,19 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {label} | {rps:,.0f} | {ratio} |")
     text = "\n".join(lines)
     print(text)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    info = machine_info()
-    for dist in ("h2", "hypercorn", "granian"):
-        try:
-            from importlib.metadata import version
-
-            info["versions"][dist] = version(dist)
-        except Exception:  # noqa: BLE001 - not installed: not listed
-            pass
-    (RESULTS / f"h2-{stamp}.json").write_text(json.dumps(
-        {"machine": info, "args": vars(args), "rounds": raw, "medians": medians}, indent=2))
-    (RESULTS / f"h2-{stamp}.md").write_text(
-        f"# h2_bench {stamp}\n\n{info}\n\nrounds {args.rounds}, {args.duration:g} s each\n{text}\n")
+    save_run("h2", machine_info(extra=("h2",)), args, raw, medians, text)
     return 0
 
 
