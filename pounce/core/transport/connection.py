@@ -57,6 +57,9 @@ class Connection(asyncio.BufferedProtocol):
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # A complete response held for the end of the loop turn (see .turn).
+        self.unsent: bytes | None = None
+        self.turn_writer = ctx.turn_writer_for(self.loop)
         # The loop's clock, without the method call where it is asyncio's own.
         self.clock = _clock_of(self.loop)
 
@@ -114,7 +117,33 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- writing --------------------------------------------------------------------
 
+    def write_complete(self, data: bytes) -> None:
+        """Write a complete response, or hold it for the end of the loop
+        turn while other connections are served in it (:mod:`.turn`)."""
+        unsent = self.unsent
+        if unsent is not None:
+            self.unsent = unsent + data
+            return
+        writer = self.turn_writer
+        if writer.alone():
+            self.transport.write(data)  # type: ignore[union-attr]
+            return
+        self.unsent = data
+        writer.hold(self)
+
+    def write_unsent(self) -> None:
+        """Write the response held for the end of the turn, if any: before
+        anything else is written, before closing, before a hand-over."""
+        data = self.unsent
+        if data is not None:
+            self.unsent = None
+            transport = self.transport
+            if not self.closed and transport is not None and not transport.is_closing():
+                transport.write(data)
+
     def write(self, data: bytes) -> None:
+        if self.unsent is not None:
+            self.write_unsent()
         transport = self.transport
         # is_closing(): a failed send closes the transport at once but tells
         # us (connection_lost) only on the next loop iteration; writing into
@@ -125,6 +154,8 @@ class Connection(asyncio.BufferedProtocol):
     def _write_or_raise(self, stream: HttpStream, data: bytes) -> None:
         """Write for an app's ``send``: a connection that is gone raises the
         ASGI disconnect error into the app instead."""
+        if self.unsent is not None:
+            self.write_unsent()
         transport = self.transport
         if self.closed or transport.is_closing():  # type: ignore[union-attr]
             stream.on_disconnect()
@@ -144,6 +175,8 @@ class Connection(asyncio.BufferedProtocol):
         close"). The connection counts as open until then.
         """
         self._cancel_timer()
+        if self.unsent is not None:
+            self.write_unsent()
         transport = self.transport
         if not self.closed and transport is not None and not transport.is_closing():
             if not self.eof_seen and can_half_close(transport):

@@ -10,6 +10,7 @@ per request.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import ssl
 import time
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pounce.core.asgi.context import AppContext, Observer
 from pounce.core.protocol.http2_limits import H2Settings
 from pounce.core.protocol.responses import DefaultHeaders
+from pounce.core.transport.turn import TurnWriter
 
 if TYPE_CHECKING:
     from pounce.core.config import ServerConfig
@@ -65,6 +67,7 @@ class WorkerContext(AppContext):
         # bytes copied through the event loop (TLS, no sendfile).
         self.sendfile_bytes = 0
         self.copied_file_bytes = 0
+        self.turn_writer: TurnWriter | None = None
 
         http = config.http
         self.keep_alive_timeout: float = config.timeout_keep_alive
@@ -79,6 +82,14 @@ class WorkerContext(AppContext):
             extra.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
         self.default_headers = DefaultHeaders(server=config.server_header, date=config.date_header, extra=extra)
         self.update_date()
+
+    def turn_writer_for(self, loop: asyncio.AbstractEventLoop) -> TurnWriter:
+        """The worker's :class:`~.turn.TurnWriter` for ``loop`` (made on the
+        first connection, again if the worker's loop is a new one)."""
+        writer = self.turn_writer
+        if writer is None or writer.loop is not loop:
+            writer = self.turn_writer = TurnWriter(loop, self.connections)
+        return writer
 
     def update_date(self) -> None:
         """Refresh the cached ``Date`` value; called once a second."""

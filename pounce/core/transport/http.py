@@ -260,6 +260,7 @@ class HttpProtocol(Connection):
                 pass
             self._close()
             return
+        self.write_unsent()  # (a pipelined response before it)
         transport = self.transport
         assert transport is not None
         scope = build_scope(ctx, self.info, request, "websocket")  # type: ignore[arg-type]
@@ -289,8 +290,13 @@ class HttpProtocol(Connection):
         if self.closed or transport.is_closing():  # type: ignore[union-attr]
             stream.on_disconnect()
             raise ClientDisconnected("the client has disconnected")
+        if not more:
+            self.write_complete(data)
+            return False
+        if self.unsent is not None:
+            self.write_unsent()
         transport.write(data)  # type: ignore[union-attr]
-        return more and self.write_paused
+        return self.write_paused
 
     def send_body(self, stream: HttpStream, body: bytes, more: bool) -> bool:
         data = self.conn.body(body, more, stream.trailers_expected)
@@ -299,6 +305,8 @@ class HttpProtocol(Connection):
             if self.closed or transport.is_closing():  # type: ignore[union-attr]
                 stream.on_disconnect()
                 raise ClientDisconnected("the client has disconnected")
+            if self.unsent is not None:
+                self.write_unsent()
             transport.write(data)  # type: ignore[union-attr]
         return more and self.write_paused
 
@@ -337,6 +345,7 @@ class HttpProtocol(Connection):
         if stream is not None:
             self._close()
             return
+        self.unsent = None  # (dropped, as an abort drops what the transport holds)
         if self.stream is not None and self.stream.task is not None:
             self.stream.task.cancel()
         if self.transport is not None:

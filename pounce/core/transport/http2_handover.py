@@ -89,6 +89,7 @@ def hand_over(protocol: HttpProtocol, data: bytes = b"", upgrade: tuple[bytes, R
     transport = protocol.transport
     assert transport is not None and protocol.info is not None
     protocol._cancel_timer()
+    protocol.write_unsent()
     protocol.closed = True
     # (Not yet counted when ALPN chose h2 at connection_made: look then.)
     over_limit = protocol.over_limit if protocol in ctx.connections else None
