@@ -122,6 +122,15 @@ class H2Protocol(H2FlowControl, Connection):
             self._end(conn.error)
         elif conn.goaway_sent and not self.streams and conn.idle:
             self._end()
+        if self._flush_scheduled or not self.turn_writer.alone():
+            # Other connections are served in this turn: go out with theirs,
+            # at the start of the next (see .turn), unless there is a lot.
+            if self._out_size >= WRITE_NOW:
+                self._flush()
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+            return
         self._flush()
 
     def eof_received(self) -> bool | None:
