@@ -16,9 +16,9 @@ Python 3.12 has this built in (``Task(..., eager_start=True)``). On 3.10
 and 3.11 the C ``Task`` schedules its first step through its loop's
 ``call_soon``, in the task's own context;
 :func:`start_task` lends the loop, for the length of the constructor, a
-``call_soon`` that keeps that one callback, and runs it at once: asyncio's
-own loops and uvloop's (an instance attribute shadows the method); a loop
-whose methods cannot be shadowed gets a plain task. If the constructor ever stops calling
+``call_soon`` that keeps that one callback, and runs it at once. Only
+asyncio's own loops are lent to (uvloop's loop cannot be, and its
+``call_soon`` costs less anyway); if the constructor ever stops calling
 ``call_soon`` that way, nothing is kept and the task is simply scheduled as
 usual (``tests/unit/test_eager_start.py`` fails loudly then, so the saving
 is not lost unnoticed).
@@ -60,17 +60,14 @@ else:
         """A task for ``coro`` whose first step has run already (asyncio's
         loops, called outside any task: 3.11 cannot step one task inside
         another), or is scheduled as usual."""
-        if _current_task(loop) is not None:
+        if not isinstance(loop, asyncio.BaseEventLoop) or _current_task(loop) is not None:
             return loop.create_task(coro)
         kept: list[Any] = []
 
         def first_step(callback: Any, *args: Any, context: Any = None) -> None:
             kept.append((callback, context))
 
-        try:
-            loop.call_soon = first_step  # type: ignore[method-assign]
-        except AttributeError:  # a loop whose methods cannot be lent
-            return loop.create_task(coro)
+        loop.call_soon = first_step  # type: ignore[method-assign]
         try:
             task = _Task(coro, loop=loop, name=TASK_NAME)
         finally:
