@@ -17,8 +17,11 @@ and 3.11 the C ``Task`` schedules its first step through its loop's
 ``call_soon``, in the task's own context;
 :func:`start_task` lends the loop, for the length of the constructor, a
 ``call_soon`` that keeps that one callback, and runs it at once. Only
-asyncio's own loops are lent to (uvloop's loop cannot be, and its
-``call_soon`` costs less anyway); if the constructor ever stops calling
+asyncio's own loops are lent to. uvloop's could be (an instance attribute
+shadows the method), but measured slower so: hello world at 64 connections
+went from about 40,000 to 35,000 requests a second on one core, its own
+``call_soon`` and ready queue being cheap enough that scheduled first steps
+cost less than the lending. If the constructor ever stops calling
 ``call_soon`` that way, nothing is kept and the task is simply scheduled as
 usual (``tests/unit/test_eager_start.py`` fails loudly then, so the saving
 is not lost unnoticed).

@@ -200,7 +200,11 @@ class HttpProtocol(Connection):
                     return
         finally:
             if stream is not None:
-                stream.start()
+                # Eagerly for a lone request (no loop turn added); while other
+                # connections are served in this turn, as a scheduled task:
+                # the turn's reads first, then their apps back to back, which
+                # measured faster than interleaving the two (see .turn).
+                stream.start(self.turn_writer.alone())
 
     def _on_request(self, request: Request) -> HttpStream | None:
         """Admit a request; the stream for it, to start (by ``_handle``)."""
