@@ -20,6 +20,13 @@ LOOPS = [
 ]
 
 
+STREAM_PIECES = 40
+
+
+def stream_body(path: str) -> bytes:
+    return b"".join((b"%s:%04d;" % (path.encode(), i)) * 2000 for i in range(STREAM_PIECES)) + b"end"
+
+
 def make_app(entered: threading.Event, gate: threading.Event) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -29,6 +36,14 @@ def make_app(entered: threading.Event, gate: threading.Event) -> Any:
             # requests pile up, to be read in one turn once it goes on.
             entered.set()
             gate.wait(10)
+        if scope["path"].startswith("/stream"):
+            # Pieces that say where they belong: a reordered or lost one shows.
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            for i in range(STREAM_PIECES):
+                piece = (b"%s:%04d;" % (scope["path"].encode(), i)) * 2000
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"end"})
+            return
         body = f"answer to {scope['path']}".encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]})
@@ -87,6 +102,47 @@ def test_many_connections_in_one_turn_get_whole_responses_in_order(serve: Any, l
         blocker.close()
         for _, sock in clients:
             sock.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_streams_of_one_turn_arrive_whole(serve: Any, loop: str) -> None:
+    """Streamed responses (pieces held up to a limit, chunked framing)
+    to many connections at once, a slow reader among them."""
+    entered, gate = threading.Event(), threading.Event()
+    srv = serve(make_app(entered, gate), lifespan="off", loop=loop)
+    address = ("127.0.0.1", srv.port)
+    blocker = connect(address)
+    clients = []
+    try:
+        blocker.sendall(get("/block", close=True))
+        assert entered.wait(10), "the blocking request never reached the app"
+        for i in range(12):
+            sock = connect(address)
+            sock.sendall(get(f"/stream{i}", close=True))
+            clients.append(sock)
+        gate.set()
+        read_until_closed(blocker, 10)
+        for i, sock in enumerate(clients):
+            data, closed = read_until_closed(sock, 20)
+            head, _, chunked = data.partition(b"\r\n\r\n")
+            assert closed and b"transfer-encoding: chunked" in head.lower()
+            assert dechunk(chunked) == stream_body(f"/stream{i}")
+    finally:
+        gate.set()
+        blocker.close()
+        for sock in clients:
+            sock.close()
+
+
+def dechunk(data: bytes) -> bytes:
+    out = []
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[:size])
+        data = data[size + 2:]
 
 
 def test_a_lone_request_is_written_in_its_own_turn() -> None:

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 
 __all__ = ["LINGER", "Connection", "can_half_close", "set_nodelay"]
 
+# A response's pieces are held for the end of the loop turn up to this many
+# bytes (see Connection.write_part). Measured on the 1 MiB stream (64 KiB
+# pieces, 16 connections, one core): 128 KiB 1,840 req/s, 256 KiB 2,490,
+# 512 KiB 3,150, 1 MiB 1,450 (a write that size no longer fits the socket
+# buffer at once and lands in asyncio's own, which copies it again);
+# writing each piece at once, 1,540.
+HOLD_LIMIT = 512 * 1024
+
 # How long a closed connection keeps reading (and dropping) client bytes
 # after its FIN, so that unread input does not turn the close into a reset.
 LINGER = 1.0
@@ -57,8 +65,9 @@ class Connection(asyncio.BufferedProtocol):
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # A complete response held for the end of the loop turn (see .turn).
-        self.unsent: bytes | None = None
+        # What is held for the end of the loop turn (see .turn), and its size.
+        self.unsent: list[bytes] | None = None
+        self.unsent_size = 0
         self.turn_writer = ctx.turn_writer_for(self.loop)
         # The loop's clock, without the method call where it is asyncio's own.
         self.clock = _clock_of(self.loop)
@@ -122,24 +131,46 @@ class Connection(asyncio.BufferedProtocol):
         turn while other connections are served in it (:mod:`.turn`)."""
         unsent = self.unsent
         if unsent is not None:
-            self.unsent = unsent + data
+            unsent.append(data)
+            self.unsent_size += len(data)
             return
         writer = self.turn_writer
         if writer.alone():
             self.transport.write(data)  # type: ignore[union-attr]
             return
-        self.unsent = data
+        self.unsent = [data]
+        self.unsent_size = len(data)
         writer.hold(self)
 
+    def write_part(self, data: bytes) -> None:
+        """Write a piece of a response that goes on, held as
+        :meth:`write_complete` holds while the held bytes stay under
+        ``HOLD_LIMIT``: a stream's pieces of one turn then go out in one
+        send, and past the limit at once, so the transport's flow control
+        still paces the app."""
+        unsent = self.unsent
+        if unsent is None:
+            if len(data) >= HOLD_LIMIT or self.turn_writer.alone():
+                self.transport.write(data)  # type: ignore[union-attr]
+                return
+            self.unsent = [data]
+            self.unsent_size = len(data)
+            self.turn_writer.hold(self)
+            return
+        unsent.append(data)
+        self.unsent_size += len(data)
+        if self.unsent_size >= HOLD_LIMIT:
+            self.write_unsent()
+
     def write_unsent(self) -> None:
-        """Write the response held for the end of the turn, if any: before
+        """Write what is held for the end of the turn, if anything: before
         anything else is written, before closing, before a hand-over."""
-        data = self.unsent
-        if data is not None:
+        parts = self.unsent
+        if parts is not None:
             self.unsent = None
             transport = self.transport
             if not self.closed and transport is not None and not transport.is_closing():
-                transport.write(data)
+                transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def write(self, data: bytes) -> None:
         if self.unsent is not None:

@@ -297,9 +297,7 @@ class HttpProtocol(Connection):
         if not more:
             self.write_complete(data)
             return False
-        if self.unsent is not None:
-            self.write_unsent()
-        transport.write(data)  # type: ignore[union-attr]
+        self.write_part(data)
         return self.write_paused
 
     def send_body(self, stream: HttpStream, body: bytes, more: bool) -> bool:
@@ -309,9 +307,10 @@ class HttpProtocol(Connection):
             if self.closed or transport.is_closing():  # type: ignore[union-attr]
                 stream.on_disconnect()
                 raise ClientDisconnected("the client has disconnected")
-            if self.unsent is not None:
-                self.write_unsent()
-            transport.write(data)  # type: ignore[union-attr]
+            if more:
+                self.write_part(data)
+            else:
+                self.write_complete(data)
         return more and self.write_paused
 
     def send_trailers(self, stream: HttpStream, trailers: list[tuple[bytes, bytes]]) -> None:

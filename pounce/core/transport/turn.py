@@ -14,8 +14,11 @@ quarter more requests a second on one core; see ``docs/performance.md``).
 
 What is held, and for how long:
 
-- only a *complete* response written in one piece (head and whole body),
-  so nothing an app waits on (drain, backpressure) depends on it;
+- a complete response written in one piece (head and whole body), and the
+  pieces of a response that goes on while they add up to less than
+  ``HOLD_LIMIT`` (512 KiB): a stream's pieces of one turn then leave in one
+  send, and past the limit they are written at once, so the transport's
+  flow control still paces an app that writes faster than the client reads;
 - on asyncio's own loops, only while other callbacks of this turn are still
   waiting to run (``loop._ready``, read once per write: its length is how
   much of the turn is left). A lone request (one connection, a quiet server)
