@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pounce.testing import LogRecords, ServerThread, capture_logs
@@ -47,7 +47,14 @@ def send(port: int, data: bytes, half_close: bool) -> bytes:
     return exchange(port, data, half_close=half_close, timeout=5.0, idle=2.0 if half_close else 0.05)
 
 
+# Bytes that open HTTP/2 by prior knowledge: answered in HTTP/2, not
+# HTTP/1.1 (hypothesis draws literals from the code under test, this one
+# among them; the HTTP/2 front door has fuzz tests of its own).
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
 def check(srv: ServerThread, errors: LogRecords, data: bytes, half_close: bool) -> None:
+    assume(not data.startswith(H2_PREFACE))
     out = send(srv.port, data, half_close)
     if out:
         assert out.startswith(b"HTTP/1.1 "), out[:100]
