@@ -51,7 +51,7 @@ def render(result: dict[str, Any], path: Path) -> None:
             ax.annotate(_short(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([servers[s].replace(" ", "\n", 1) for s in names], fontsize=7)
+        ax.set_xticklabels([_label(servers[s]) for s in names], fontsize=7)
         better = "higher" if metric["higher_is_better"] else "lower"
         ax.set_title(f"{title}\n{metric['label']} ({metric['unit']}, {better} is better)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
@@ -65,6 +65,12 @@ def render(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _label(name: str) -> str:
+    """A server's name over several short lines: six labels side by side
+    in a panel overlap on one or two long ones."""
+    return name.replace(" ", "\n").replace("+", "+\n")
 
 
 def _short(value: float) -> str:
