@@ -6,8 +6,8 @@ it is made, each response wakes the client anew: on loopback (or a fast LAN
 with a client that keeps up) the client's thread goes back to sleep between
 two of them, and every wake-up is a reschedule, on a virtual machine an
 interrupt between cores, paid by the server inside its ``send``. On the
-benchmark machine that wake-up was a third of the cost of a hello-world
-request. Held until the turn's reads are done and then written back to back,
+benchmark machine those wake-ups were about a sixth of a hello-world
+request's CPU time, half of its ``send``. Held until the turn's reads are done and then written back to back,
 the responses find the client awake after the first one, and the server does
 the same work with fewer wake-ups (hello world at 64 connections: about a
 quarter more requests a second on one core; see ``docs/performance.md``).
