@@ -20,7 +20,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from pounce.core.asgi.eager import start_task
+from pounce.core.asgi.eager import TASK_NAME, start_task
 
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
@@ -170,7 +170,10 @@ class HttpStream:
         ``eager=False`` schedules the task instead, for an owner that cannot."""
         loop = self.ctx.loop
         coro = self.run(self.ctx.app)
-        self.task = start_task(loop, coro) if eager else loop.create_task(coro)  # type: ignore[union-attr, arg-type]
+        if eager:
+            self.task = start_task(loop, coro)  # type: ignore[union-attr, arg-type]
+        else:
+            self.task = loop.create_task(coro, name=TASK_NAME)  # type: ignore[union-attr, arg-type]
 
     # -- fed by the owner ---------------------------------------------------------
 

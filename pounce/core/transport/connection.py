@@ -134,13 +134,10 @@ class Connection(asyncio.BufferedProtocol):
             unsent.append(data)
             self.unsent_size += len(data)
             return
-        writer = self.turn_writer
-        if writer.alone():
+        if self.turn_writer.alone():
             self.transport.write(data)  # type: ignore[union-attr]
             return
-        self.unsent = [data]
-        self.unsent_size = len(data)
-        writer.hold(self)
+        self._hold(data)
 
     def write_part(self, data: bytes) -> None:
         """Write a piece of a response that goes on, held as
@@ -153,14 +150,18 @@ class Connection(asyncio.BufferedProtocol):
             if len(data) >= HOLD_LIMIT or self.turn_writer.alone():
                 self.transport.write(data)  # type: ignore[union-attr]
                 return
-            self.unsent = [data]
-            self.unsent_size = len(data)
-            self.turn_writer.hold(self)
+            self._hold(data)
             return
         unsent.append(data)
         self.unsent_size += len(data)
         if self.unsent_size >= HOLD_LIMIT:
             self.write_unsent()
+
+    def _hold(self, data: bytes) -> None:
+        """Start holding: the turn writer writes it at the end of the turn."""
+        self.unsent = [data]
+        self.unsent_size = len(data)
+        self.turn_writer.hold(self)
 
     def write_unsent(self) -> None:
         """Write what is held for the end of the turn, if anything: before

@@ -122,16 +122,12 @@ class H2Protocol(H2FlowControl, Connection):
             self._end(conn.error)
         elif conn.goaway_sent and not self.streams and conn.idle:
             self._end()
-        if self._flush_scheduled or not self.turn_writer.alone():
+        if self.turn_writer.alone():
+            self._flush()
+        else:
             # Other connections are served in this turn: go out with theirs,
             # at the start of the next (see .turn), unless there is a lot.
-            if self._out_size >= WRITE_NOW:
-                self._flush()
-            elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self._flush)
-            return
-        self._flush()
+            self._flush_soon()
 
     def eof_received(self) -> bool | None:
         # The client will send nothing more: HTTP/2 has no half-close, so the
@@ -353,9 +349,12 @@ class H2Protocol(H2FlowControl, Connection):
             return
         self._out.append(data)
         self._out_size += len(data)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._out_size >= WRITE_NOW:
             self._flush()
-        elif not self._flush_scheduled:
+        elif self._out and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
