@@ -116,7 +116,9 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     target = line[sp1 + 1:sp2]
     # VCHAR only: no SP (the spaces were split on), CR, LF or other controls
     # (the head has none but HTAB), so what is left to refuse is HTAB and obs-text.
-    if target[:1] != b"/" or not target.isascii() or b"\t" in target:
+    # (find, not ``in``: bytes ``in`` first tries its operand as an int,
+    # raising and clearing a TypeError inside CPython on every request.)
+    if target[:1] != b"/" or not target.isascii() or target.find(b"\t") >= 0:
         return None  # not origin-form (``*``, absolute-form, ...), or a byte h11 refuses
 
     headers: list[tuple[bytes, bytes]] = []
