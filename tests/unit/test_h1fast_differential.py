@@ -305,6 +305,9 @@ SMUGGLING = [
     b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
     b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    # a tab inside the request-target (h11 refuses it; h1fast must not take it)
+    b"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /\t HTTP/1.1\r\nHost: h\r\n\r\n",
 ]
 
 

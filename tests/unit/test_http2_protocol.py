@@ -123,6 +123,20 @@ def test_bad_response_fields_raise_before_anything_is_sent() -> None:
         pair.server.body(1, b"cd", False)  # more than declared
 
 
+def test_bad_value_of_a_name_seen_before_raises() -> None:
+    # A name checked once is not checked again; its values still are, by the
+    # quicker test that only runs for known names: CR, LF and NUL each.
+    pair = Pair()
+    pair.get(1)
+    pair.server.response(1, 200, [(b"x-seen", b"ok")], b"", False)
+    for stream_id, bad in ((3, b"a\rb"), (5, b"a\nb"), (7, b"a\0b")):
+        pair.get(stream_id)
+        with pytest.raises(LocalProtocolError):
+            pair.server.response(stream_id, 200, [(b"x-seen", bad)], b"", False)
+    pair.get(9)
+    pair.server.response(9, 200, [(b"x-seen", b"a\tb")], b"", False)  # HTAB is allowed
+
+
 def test_head_and_204_have_no_body() -> None:
     pair = Pair()
     pair.get(1, method=b"HEAD")
