@@ -184,6 +184,7 @@ def make_factory(scenario: str, loop: asyncio.AbstractEventLoop) -> Any:
 
     from pounce.core.config import ServerConfig
     from pounce.core.plugins import build_plugin_manager
+    from pounce.core.transport.connection import reading_for
     from pounce.core.transport.context import WorkerContext
     from pounce.core.transport.http import HttpProtocol
 
@@ -193,7 +194,8 @@ def make_factory(scenario: str, loop: asyncio.AbstractEventLoop) -> Any:
     app = manager.wrap_app(config, apps.app)
     ctx = WorkerContext(config, app, observers=manager.request_observers(config))
     ctx.loop = loop
-    return lambda: HttpProtocol(ctx)
+    protocol = reading_for(HttpProtocol, loop)  # (as the worker picks it)
+    return lambda: protocol(ctx)
 
 
 class Driver:
@@ -258,6 +260,12 @@ class Driver:
     @staticmethod
     def _feed(transport: MemoryTransport, reads: list[bytes]) -> None:
         protocol = transport.protocol  # (the WebSocket protocol after an upgrade)
+        if isinstance(protocol, asyncio.Protocol):
+            # Read as uvloop reads a protocol that is a plain one as well
+            # (see reading_for): the bytes, made in C, to data_received.
+            for data in reads:
+                protocol.data_received(data)
+            return
         for data in reads:
             buf = protocol.get_buffer(len(data))
             buf[:len(data)] = data

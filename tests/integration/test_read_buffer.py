@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import random
 import ssl
 from pathlib import Path
@@ -21,6 +22,13 @@ from pounce.core.transport.context import READ_BUFFER_SIZE
 from pounce.core.transport.http import HttpProtocol
 from pounce.core.transport.websocket import WebSocketProtocol
 
+# Each test on asyncio, and on uvloop where it is installed (there the
+# protocols read the plain way: see reading_for).
+LOOPS = pytest.mark.parametrize("loop", [
+    "asyncio",
+    pytest.param("uvloop", marks=pytest.mark.skipif(importlib.util.find_spec("uvloop") is None,
+                                                    reason="uvloop is not installed")),
+])
 CLIENTS = 12
 BODY = 3 * READ_BUFFER_SIZE // 2 + 17  # more than one full read per body
 
@@ -101,25 +109,28 @@ def _run_clients(port: int, ssl_context: ssl.SSLContext | None = None) -> list[s
     return asyncio.run(main())
 
 
-def test_interleaved_large_bodies_arrive_intact(serve: Any) -> None:
-    srv = serve(digest_app, lifespan="off")
+@LOOPS
+def test_interleaved_large_bodies_arrive_intact(serve: Any, loop: str) -> None:
+    srv = serve(digest_app, lifespan="off", loop=loop)
     assert _run_clients(srv.port) == []
 
 
-def test_interleaved_large_bodies_arrive_intact_over_tls(serve: Any, tmp_path: Path) -> None:
+@LOOPS
+def test_interleaved_large_bodies_arrive_intact_over_tls(serve: Any, tmp_path: Path, loop: str) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
     both = tmp_path / "both.pem"
     both.write_bytes(cert.private_key_and_cert_chain_pem.bytes())
-    srv = serve(digest_app, lifespan="off", tls_certfile=str(both))
+    srv = serve(digest_app, lifespan="off", tls_certfile=str(both), loop=loop)
     context = ssl.create_default_context()
     ca.configure_trust(context)
     assert _run_clients(srv.port, context) == []
 
 
+@LOOPS
 @pytest.mark.parametrize("compression", [None, "deflate"])
-def test_interleaved_websocket_messages_arrive_intact(serve: Any, compression: str | None) -> None:
-    srv = serve(digest_app, lifespan="off")
+def test_interleaved_websocket_messages_arrive_intact(serve: Any, compression: str | None, loop: str) -> None:
+    srv = serve(digest_app, lifespan="off", loop=loop)
 
     async def session(seed: int) -> list[str]:
         rng = random.Random(seed)

@@ -59,3 +59,60 @@ def test_http2_on_uvloop(serve: Any) -> None:
     with httpx.Client(base_url=srv.url, http1=False, http2=True, timeout=10) as client:
         response = client.post("/", content=b"y" * 300_000)
         assert response.http_version == "HTTP/2" and response.text == "uvloop 300000"
+
+
+def test_uvloop_reads_the_plain_way() -> None:
+    """On uvloop a protocol class goes through reading_for, which makes it a
+    plain ``asyncio.Protocol`` too: uvloop then hands ``data_received`` the
+    bytes it made in C and never asks for a buffer (two Python calls a read
+    fewer). Should uvloop change the rule it picks by, this fails, rather
+    than the saving going unnoticed. asyncio's loops keep the buffer."""
+    import asyncio
+
+    import uvloop
+
+    from pounce.core.transport.connection import reading_for
+
+    seen: list[Any] = []
+
+    class Probe(asyncio.BufferedProtocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            seen.append("get_buffer")
+            return memoryview(bytearray(65536))
+
+        def buffer_updated(self, nbytes: int) -> None:
+            seen.append("buffer_updated")
+            self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            seen.append(data)
+            self.transport.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        plain = reading_for(Probe, loop)
+        assert issubclass(plain, Probe) and issubclass(plain, asyncio.Protocol)
+        assert reading_for(Probe, loop) is plain  # (made once)
+        server = await loop.create_server(plain, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello")
+        await asyncio.wait_for(reader.read(), 10)  # the server closes after its read
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert seen == [b"hello"]
+    plain_asyncio = asyncio.new_event_loop()
+    try:
+        assert reading_for(Probe, plain_asyncio) is Probe
+    finally:
+        plain_asyncio.close()

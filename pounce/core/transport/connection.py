@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pounce.core.asgi.scope import ConnectionInfo, peer_addresses
 from pounce.core.asgi.stream import ClientDisconnected
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pounce.core.asgi.stream import HttpStream
     from pounce.core.transport.context import WorkerContext
 
-__all__ = ["LINGER", "Connection", "can_half_close", "set_nodelay"]
+__all__ = ["LINGER", "Connection", "can_half_close", "reading_for", "set_nodelay"]
 
 # A response's pieces are held for the end of the loop turn up to this many
 # bytes (see Connection.write_part). Measured on the 1 MiB stream (64 KiB
@@ -47,6 +47,32 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+_PLAIN_READS: dict[type, type] = {}
+
+
+def reading_for(cls: type[_P], loop: asyncio.AbstractEventLoop) -> type[_P]:
+    """``cls``, or a subclass of it that reads the way ``loop`` reads best.
+
+    The protocols here are ``BufferedProtocol``s because asyncio's own loops
+    read best into the worker's one buffer (see ``WorkerContext.read_buffer``).
+    uvloop reads into a buffer of its own and makes the bytes object at its
+    exact size in C; asked for a buffer instead, it calls ``get_buffer`` and
+    ``buffer_updated``, two Python calls on every read where
+    ``data_received`` is one. uvloop takes a protocol that is also an
+    ``asyncio.Protocol`` as a plain one, so on any loop but asyncio's the
+    subclass adds that base (and nothing else: ``data_received`` is the
+    same method either way).
+    """
+    if isinstance(loop, asyncio.BaseEventLoop):
+        return cls
+    plain = _PLAIN_READS.get(cls)
+    if plain is None:
+        plain = _PLAIN_READS[cls] = type(cls.__name__, (cls, asyncio.Protocol),
+                                         {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    return plain
 
 
 class Connection(asyncio.BufferedProtocol):

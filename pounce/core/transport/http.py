@@ -40,7 +40,7 @@ from pounce.core.protocol.events import (
 from pounce.core.protocol.http11 import BODY, DONE, IDLE, H1Connection
 from pounce.core.protocol.responses import error_response
 from pounce.core.protocol.websocket import HandshakeError, parse_handshake
-from pounce.core.transport.connection import Connection, set_nodelay
+from pounce.core.transport.connection import Connection, reading_for, set_nodelay
 from pounce.core.transport.files import send_file
 from pounce.core.transport.http2_handover import PrefaceSniffer, hand_over, upgrade_to_h2c
 from pounce.core.transport.websocket import WebSocketProtocol
@@ -272,7 +272,7 @@ class HttpProtocol(Connection):
         scope["extensions"]["websocket.http.response"] = {}
         early = conn.take_held()
         conn.keep_alive = False  # a denial response ends the connection
-        ws = WebSocketProtocol(ctx, transport, conn, handshake)
+        ws = reading_for(WebSocketProtocol, self.loop)(ctx, transport, conn, handshake)
         ws.stream = WebSocketStream(ws, ctx, scope, handshake, early)
         # From here on this protocol neither reads nor writes, and it no
         # longer counts as a connection of its own.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pounce.core.protocol.events import Request
 from pounce.core.protocol.http2 import PREFACE, H2Connection
 from pounce.core.protocol.responses import render_head
+from pounce.core.transport.connection import reading_for
 from pounce.core.transport.http2 import H2Protocol
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def hand_over(protocol: HttpProtocol, data: bytes = b"", upgrade: tuple[bytes, R
     # (Not yet counted when ALPN chose h2 at connection_made: look then.)
     over_limit = protocol.over_limit if protocol in ctx.connections else None
     ctx.connections.discard(protocol)
-    h2 = H2Protocol(ctx)
+    h2 = reading_for(H2Protocol, ctx.loop)(ctx)  # type: ignore[arg-type]
     transport.set_protocol(h2)
     if protocol.read_paused:
         protocol.read_paused = False

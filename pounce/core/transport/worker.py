@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from pounce.core.transport.accept import SheddingSocket
 from pounce.core.transport.allocator import tune_allocator
+from pounce.core.transport.connection import reading_for
 from pounce.core.transport.context import READ_BUFFER_SIZE, WorkerContext
 from pounce.core.transport.http import HttpProtocol
 from pounce.core.transport.listeners import Listener, ListenerService
@@ -84,8 +85,10 @@ class Worker:
         if self._started is not None:
             self._started(self)
 
+        protocol = reading_for(HttpProtocol, loop)
+
         def factory() -> asyncio.BaseProtocol:
-            return HttpProtocol(ctx)
+            return protocol(ctx)
 
         if self._wrap_protocol is not None:
             factory = self._wrap_protocol(factory)
