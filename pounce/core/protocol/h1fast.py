@@ -97,28 +97,29 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     head = buf[:end]
     if head.__class__ is not bytes:
         head = bytes(head)
-    if len(head.translate(None, _HEAD_BAD_CR_LF)) != end - 2 * head.count(b"\r\n"):
-        return None  # a refused byte, or a bare LF or CR (h11 reads those its own way)
     lines = head.split(b"\r\n")
+    # (len(lines) - 1 CRLFs: split did the counting.)
+    if len(head.translate(None, _HEAD_BAD_CR_LF)) != end - 2 * len(lines) + 2:
+        return None  # a refused byte, or a bare LF or CR (h11 reads those its own way)
 
-    # Request line: METHOD SP target SP HTTP/1.x, single spaces.
-    line = lines[0]
-    sp1 = line.find(b" ")
-    method = _METHODS.get(line[:sp1])
+    # Request line: METHOD SP target SP HTTP/1.x, single spaces. (split and
+    # partition rather than find and slices: on 3.11 every bytes.find parses
+    # its arguments from a tuple, and every slice makes a slice object.)
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        return None
+    method = _METHODS.get(parts[0])
     if method is None:
         return None
-    sp2 = line.find(b" ", sp1 + 1)
-    if sp2 < 0:
-        return None
-    version = _VERSIONS.get(line[sp2 + 1:])
+    version = _VERSIONS.get(parts[2])
     if version is None:
         return None
-    target = line[sp1 + 1:sp2]
-    # VCHAR only: no SP (the spaces were split on), CR, LF or other controls
+    target = parts[1]
+    # "/" first; VCHAR only: no SP (the spaces were split on), CR, LF or other controls
     # (the head has none but HTAB), so what is left to refuse is HTAB and obs-text.
     # (find, not ``in``: bytes ``in`` first tries its operand as an int,
     # raising and clearing a TypeError inside CPython on every request.)
-    if target[:1] != b"/" or not target.isascii() or target.find(b"\t") >= 0:
+    if not target or target[0] != 0x2F or not target.isascii() or target.find(b"\t") >= 0:
         return None  # not origin-form (``*``, absolute-form, ...), or a byte h11 refuses
 
     headers: list[tuple[bytes, bytes]] = []
@@ -131,16 +132,15 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     closing = False
     trailers = False
     for line in lines[1:]:
-        colon = line.find(b":")
-        if colon <= 0:
+        raw, colon, value = line.partition(b":")
+        if not raw or not colon:
             return None
-        raw = line[:colon]
         name = cache.get(raw)
         if name is None:
             name = _lower_name(raw)
             if name is None:
                 return None  # not a token: whitespace before the colon, obs-fold, ...
-        value = line[colon + 1:].strip(b" \t")
+        value = value.strip(b" \t")
         if name not in _SPECIAL:
             pass  # (most headers: one set lookup instead of the chain below)
         elif name == b"host":
