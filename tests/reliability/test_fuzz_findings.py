@@ -22,6 +22,7 @@ from pounce.testing import LogRecords
 from tests.helpers import ROOT, connect, exchange, read_until
 
 CRASHES = sorted((ROOT / "fuzz" / "crashes").glob("*"))
+RUNS = 100
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,17 +65,21 @@ def test_upgrade_with_non_ascii_header_gets_400(serve: Any, errors: LogRecords) 
 @pytest.mark.slow
 @pytest.mark.parametrize("harness", ["fuzz_http.py", "fuzz_ws.py", "fuzz_h2.py"])
 def test_fuzzer_runs_clean_for_a_bounded_time(harness: str, tmp_path: Path) -> None:
-    """A few seconds of each atheris harness (the long runs are in
-    docs/reliability.md): it must run and find nothing new."""
+    """A short run of each atheris harness (the long runs are in
+    docs/reliability.md): it must run and find nothing new.
+
+    The run is bounded by a count of inputs, with time only as a backstop:
+    the HTTP/2 harness manages a few dozen inputs a second on a slow or
+    busy host, so a time bound with a run-count floor failed there."""
     pytest.importorskip("atheris")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "fuzz" / harness), "-max_total_time=5", "-seed=1",
+        [sys.executable, str(ROOT / "fuzz" / harness), f"-runs={RUNS}", "-max_total_time=60", "-seed=1",
          f"-artifact_prefix={tmp_path}/", str(tmp_path / "corpus")],
-        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     done = re.search(r"Done (\d+) runs", result.stderr)
-    assert done and int(done.group(1)) > 100, result.stderr[-2000:]
+    assert done and int(done.group(1)) >= RUNS, result.stderr[-2000:]
     assert not list(tmp_path.glob("crash-*"))
 
 
