@@ -272,14 +272,16 @@ def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], p
     if length is None:
         if whole < 0:
             return None
-        length = b"%d" % whole
-        append(b"content-length: %s\r\n" % length)
+        append(b"content-length: %d\r\n" % whole)
+        size = whole
+    else:
+        size = int(length)
     if request_version != b"1.1":
         if request_version != b"1.0":
             return None
         append(_KEEP_ALIVE_10)
     append(b"\r\n")
-    return b"".join(lines), int(length)
+    return b"".join(lines), size
 
 
 _NOT_IN_PREAMBLE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
