@@ -294,11 +294,20 @@ class Driver:
             # (3.12's eager tasks start eagerly only on a running loop).
             loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]
             asyncio.events._set_running_loop(loop)
+        if stepping:
+            # asyncio's selector puts each readable transport's one read
+            # handle on the ready queue and runs them in turn: a read sees
+            # the other connections' reads still waiting, as under wrk.
+            handles = [asyncio.Handle(feed, (transport, reads), loop, None) for transport in transports]
+            ready = loop._ready  # type: ignore[attr-defined]
         try:
             for _ in range(rounds):
                 batch.remaining = conns
-                for transport in transports:
-                    feed(transport, reads)
+                if stepping:
+                    ready.extend(handles)
+                else:
+                    for transport in transports:
+                        feed(transport, reads)
                 while batch.remaining > 0:
                     turn()
         finally:
