@@ -29,6 +29,13 @@ is not lost unnoticed).
 What callers must know: the coroutine's first step runs *inside*
 :func:`start_task`, so whatever it calls back (a response written, the
 stream's end) happens before :func:`start_task` returns.
+
+:func:`schedule_task` is the ordinary, scheduled start, for a request that
+arrives while others wait (the eager step would run ahead of them). It is
+``asyncio.Task`` itself rather than ``loop.create_task``: on asyncio's
+loops that method is Python (it and its ``_check_closed`` are two calls a
+request under load). Neither function goes through a task factory set on
+the loop; pounce sets none, and a request task is pounce's, not the app's.
 """
 
 from __future__ import annotations
@@ -38,11 +45,16 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["EAGER", "TASK_NAME", "start_task"]
+__all__ = ["EAGER", "TASK_NAME", "schedule_task", "start_task"]
 
 _Task = asyncio.Task
 # Every such task's name (the default, "Task-<n>", is formatted per task).
 TASK_NAME = "pounce-app"
+
+
+def schedule_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """A task for ``coro``, its first step scheduled as usual."""
+    return _Task(coro, loop=loop, name=TASK_NAME)
 
 
 if sys.version_info >= (3, 12):

@@ -20,7 +20,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from pounce.core.asgi.eager import TASK_NAME, start_task
+from pounce.core.asgi.eager import schedule_task, start_task
 
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
@@ -173,7 +173,7 @@ class HttpStream:
         if eager:
             self.task = start_task(loop, coro)  # type: ignore[union-attr, arg-type]
         else:
-            self.task = loop.create_task(coro, name=TASK_NAME)  # type: ignore[union-attr, arg-type]
+            self.task = schedule_task(loop, coro)  # type: ignore[union-attr, arg-type]
 
     # -- fed by the owner ---------------------------------------------------------
 
