@@ -147,11 +147,12 @@ def dechunk(data: bytes) -> bytes:
 
 def test_a_lone_request_is_written_in_its_own_turn() -> None:
     """No other callback waiting: nothing to wait for (no added latency)."""
+    from pounce.core.asgi.eager import TaskStarter
     from pounce.core.transport.turn import TurnWriter
 
     loop = asyncio.new_event_loop()
     try:
-        writer = TurnWriter(loop, set())
+        writer = TurnWriter(loop, set(), TaskStarter(loop))
         seen: list[bool] = []
 
         def look(stop: bool) -> None:
@@ -169,3 +170,31 @@ def test_a_lone_request_is_written_in_its_own_turn() -> None:
         loop.close()
     assert seen[0] is True
     assert seen[1] is False and seen[2] is True
+
+
+def test_request_tasks_started_in_one_batch_have_company_but_the_last() -> None:
+    """The first steps of the turn's request tasks run from one handle: the
+    queue is empty meanwhile, yet the others are still to be served."""
+    from pounce.core.asgi.eager import TaskStarter
+    from pounce.core.transport.turn import TurnWriter
+
+    loop = asyncio.new_event_loop()
+    try:
+        tasks = TaskStarter(loop)
+        writer = TurnWriter(loop, set(), tasks)
+        seen: list[bool] = []
+        done = loop.create_future()
+
+        async def app() -> None:
+            seen.append(writer.alone())
+            if len(seen) == 3:
+                done.set_result(None)
+
+        for _ in range(3):
+            tasks.schedule(app())
+        backstop = loop.call_later(5, done.cancel)  # (a timer: not on the ready queue)
+        loop.run_until_complete(done)
+        backstop.cancel()
+    finally:
+        loop.close()
+    assert seen == [False, False, True]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pounce.core.asgi import eager
-from pounce.core.asgi.eager import TASK_NAME, start_task
+from pounce.core.asgi.eager import TASK_NAME, TaskStarter, start_task
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
 
@@ -127,3 +127,64 @@ def test_other_loops_get_a_plain_task() -> None:
 
     loop = OtherLoop()
     assert start_task(loop, app()) == "task" and len(loop.created) == 1
+
+
+def test_scheduled_tasks_take_their_first_steps_from_one_handle_in_order() -> None:
+    order: list[tuple[str, Any, str]] = []
+
+    async def app(name: str) -> str:
+        order.append((name, asyncio.current_task(), VAR.get()))
+        VAR.set(name)  # (each task's own context: never seen by the next)
+        await asyncio.sleep(0)
+        return name
+
+    def schedule(loop: asyncio.AbstractEventLoop) -> tuple[list[asyncio.Task[Any]], int, list[Any]]:
+        starter = TaskStarter(loop)
+        queued = len(loop._ready)  # type: ignore[attr-defined]
+        tasks = [starter.schedule(app(name)) for name in ("a", "b", "c")]
+        # Fails loudly if the C Task stops scheduling its first step through
+        # loop.call_soon: each task would have a handle again.
+        return tasks, len(loop._ready) - queued, list(order)  # type: ignore[attr-defined]
+
+    tasks, handles, ran_at_once = on_loop(schedule)
+    assert handles == 1 and ran_at_once == []
+    assert [(name, task) for name, task, _ in order] == list(zip("abc", tasks, strict=True))
+    assert {value for _, _, value in order} == {"unset"}
+    assert [t.result() for t in tasks] == ["a", "b", "c"] and tasks[0].get_name() == TASK_NAME
+
+
+def test_a_step_that_raises_keyboardinterrupt_leaves_the_rest_of_its_batch_to_run() -> None:
+    ran: list[str] = []
+
+    async def app(name: str) -> None:
+        ran.append(name)
+        if name == "b":
+            raise KeyboardInterrupt
+
+    loop = asyncio.new_event_loop()
+    try:
+        starter = TaskStarter(loop)
+        tasks = [starter.schedule(app(name)) for name in ("a", "b", "c")]
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(asyncio.sleep(0.01))
+        loop.run_until_complete(asyncio.wait_for(tasks[2], 5))
+        assert ran == ["a", "b", "c"] and tasks[0].done()
+        assert isinstance(tasks[1].exception(), KeyboardInterrupt)  # (retrieved: not logged at exit)
+    finally:
+        loop.close()
+
+
+def test_in_debug_mode_each_task_is_scheduled_as_usual() -> None:
+    async def app() -> str:
+        return "done"
+
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    try:
+        starter = TaskStarter(loop)
+        queued = len(loop._ready)  # type: ignore[attr-defined]
+        tasks = [starter.schedule(app()) for _ in range(2)]
+        assert len(loop._ready) - queued == 2  # type: ignore[attr-defined]
+        assert loop.run_until_complete(asyncio.gather(*tasks)) == ["done", "done"]
+    finally:
+        loop.close()

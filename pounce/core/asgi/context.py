@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pounce.core.asgi.eager import TaskStarter
 from pounce.core.asgi.proxy import ProxyTrust
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class AppContext:
         self.observers = observers
         self.lifespan_state: dict[str, Any] = state if state is not None else {}
         self.loop: asyncio.AbstractEventLoop | None = None  # the worker's, once it runs
+        self.tasks: TaskStarter | None = None  # for the loop (made by the first stream)
         self.root_path: str = config.root_path
         self.request_timeout: float = config.http.timeout_request
         self.max_body: int = config.http.max_request_body_size
@@ -67,6 +69,13 @@ class AppContext:
         self.max_requests: int = config.max_requests if max_requests is None else max_requests
         self.on_request_limit = on_request_limit
         self.requests_served = 0
+
+    def tasks_for(self, loop: asyncio.AbstractEventLoop) -> TaskStarter:
+        """The :class:`~.eager.TaskStarter` for ``loop`` (made once a loop)."""
+        tasks = self.tasks
+        if tasks is None or tasks.loop is not loop:
+            tasks = self.tasks = TaskStarter(loop)
+        return tasks
 
     def count_request(self) -> None:
         self.requests_served += 1

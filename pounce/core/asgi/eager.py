@@ -30,31 +30,37 @@ What callers must know: the coroutine's first step runs *inside*
 :func:`start_task`, so whatever it calls back (a response written, the
 stream's end) happens before :func:`start_task` returns.
 
-:func:`schedule_task` is the ordinary, scheduled start, for a request that
-arrives while others wait (the eager step would run ahead of them). It is
-``asyncio.Task`` itself rather than ``loop.create_task``: on asyncio's
-loops that method is Python (it and its ``_check_closed`` are two calls a
-request under load). Neither function goes through a task factory set on
-the loop; pounce sets none, and a request task is pounce's, not the app's.
+:meth:`TaskStarter.schedule` is the ordinary, scheduled start, for a
+request that arrives while others wait (the eager step would run ahead of
+them). It is ``asyncio.Task`` itself rather than ``loop.create_task``: on
+asyncio's loops that method is Python (it and its ``_check_closed`` are two
+calls a request under load). Neither start goes through a task factory set
+on the loop; pounce sets none, and a request task is pounce's, not the app's.
+
+On asyncio's loops the scheduled start goes further: the first steps of the
+tasks started in one turn are kept in a list and run back to back from one
+callback, instead of one handle each. asyncio's ``call_soon`` is Python,
+five calls deep (``call_soon``, ``_check_closed``, ``_call_soon``,
+``Handle.__init__``, ``get_debug``), and the handle's ``_run`` is a sixth;
+a task's step needs none of what they add, as a step does not raise (the
+task keeps what its coroutine raised). The steps run in the order their
+tasks were made, in the next turn, as their handles would have. (hello
+world at 64 connections: 103,028 -> 98,802 instructions a request.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["EAGER", "TASK_NAME", "schedule_task", "start_task"]
+__all__ = ["EAGER", "TASK_NAME", "TaskStarter", "start_task"]
 
 _Task = asyncio.Task
 # Every such task's name (the default, "Task-<n>", is formatted per task).
 TASK_NAME = "pounce-app"
-
-
-def schedule_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """A task for ``coro``, its first step scheduled as usual."""
-    return _Task(coro, loop=loop, name=TASK_NAME)
 
 
 if sys.version_info >= (3, 12):
@@ -91,3 +97,62 @@ else:
             callback, context = kept[0]  # (the task's own copy of the context)
             context.run(callback)
         return task
+
+
+class TaskStarter:
+    """Scheduled request tasks on one loop, their first steps in batches."""
+
+    __slots__ = ("loop", "running", "_batched", "_call_soon", "_batch", "_keep", "_run_batch")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # Only asyncio's own loops, whose call_soon is Python, and not in
+        # debug mode (which times and reports each handle).
+        self._batched = isinstance(loop, asyncio.BaseEventLoop) and not loop.get_debug()
+        self._call_soon = loop.call_soon
+        self._batch: list[tuple[Any, Any]] = []
+        # The steps of the batch being run still to run: while there are
+        # any, more of this turn is to come (TurnWriter.alone reads it).
+        self.running: collections.deque[tuple[Any, Any]] = collections.deque()
+        # (Bound once: lent as the loop's call_soon, scheduled once a batch.)
+        self._keep = self.keep
+        self._run_batch = self.run_batch
+
+    def schedule(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task for ``coro``, its first step to run in the next turn."""
+        if not self._batched:
+            return _Task(coro, loop=self.loop, name=TASK_NAME)
+        loop = self.loop
+        loop.call_soon = self._keep  # type: ignore[method-assign]
+        try:
+            return _Task(coro, loop=loop, name=TASK_NAME)
+        finally:
+            del loop.call_soon
+
+    def keep(self, callback: Any, *args: Any, context: Any = None) -> None:
+        """The loop's ``call_soon`` while a task is made: its first step
+        joins the batch (anything else is scheduled as usual)."""
+        if args or context is None:
+            self._call_soon(callback, *args, context=context)
+            return
+        batch = self._batch
+        if not batch:
+            self._call_soon(self._run_batch)
+        batch.append((callback, context))
+
+    def run_batch(self) -> None:
+        running = self.running
+        running.extend(self._batch)
+        self._batch = []  # (a step may start a batch of the next turn)
+        popleft = running.popleft
+        try:
+            while running:
+                step, context = popleft()
+                context.run(step)
+        except BaseException:
+            # (Only KeyboardInterrupt and SystemExit leave a step: the rest
+            # still run, each on its own handle, as they would have.)
+            while running:
+                step, context = popleft()
+                self._call_soon(step, context=context)
+            raise

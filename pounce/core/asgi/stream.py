@@ -20,7 +20,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from pounce.core.asgi.eager import schedule_task, start_task
+from pounce.core.asgi.eager import start_task
 
 if TYPE_CHECKING:
     from pounce.core.asgi.context import AppContext
@@ -168,12 +168,15 @@ class HttpStream:
         a stream once it has fed it what it has (body, end), and must take
         ``send_*`` and ``stream_done`` calls from inside ``start``;
         ``eager=False`` schedules the task instead, for an owner that cannot."""
-        loop = self.ctx.loop
-        coro = self.run(self.ctx.app)
+        ctx = self.ctx
+        coro = self.run(ctx.app)
         if eager:
-            self.task = start_task(loop, coro)  # type: ignore[union-attr, arg-type]
-        else:
-            self.task = schedule_task(loop, coro)  # type: ignore[union-attr, arg-type]
+            self.task = start_task(ctx.loop, coro)  # type: ignore[arg-type]
+            return
+        tasks = ctx.tasks
+        if tasks is None or tasks.loop is not ctx.loop:
+            tasks = ctx.tasks_for(ctx.loop)  # type: ignore[arg-type]
+        self.task = tasks.schedule(coro)
 
     # -- fed by the owner ---------------------------------------------------------
 

@@ -88,7 +88,7 @@ class WorkerContext(AppContext):
         first connection, again if the worker's loop is a new one)."""
         writer = self.turn_writer
         if writer is None or writer.loop is not loop:
-            writer = self.turn_writer = TurnWriter(loop, self.connections)
+            writer = self.turn_writer = TurnWriter(loop, self.connections, self.tasks_for(loop))
         return writer
 
     def update_date(self) -> None:

@@ -21,7 +21,8 @@ What is held, and for how long:
   flow control still paces an app that writes faster than the client reads;
 - on asyncio's own loops, only while other callbacks of this turn are still
   waiting to run (``loop._ready``, read once per write: its length is how
-  much of the turn is left). A lone request (one connection, a quiet server)
+  much of the turn is left), or other request tasks' first steps of the
+  batch being run (:class:`~pounce.core.asgi.eager.TaskStarter`). A lone request (one connection, a quiet server)
   is written at once, as before: no added latency where nothing is gained;
 - on other loops (uvloop), whose queue cannot be seen, while the worker has
   more than one connection open;
@@ -39,7 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pounce.core.asgi.eager import TaskStarter
 
 __all__ = ["TurnWriter"]
 
@@ -53,14 +57,17 @@ class Holder(Protocol):
 class TurnWriter:
     """The worker's held responses, for one event loop."""
 
-    __slots__ = ("loop", "_ready", "_connections", "held")
+    __slots__ = ("loop", "_ready", "_running", "_connections", "held")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any], tasks: TaskStarter) -> None:
         self.loop = loop
         # asyncio's queue of callbacks still to run (this turn's, then the
         # next's): a private attribute, read only where it is what we expect.
         ready = getattr(loop, "_ready", None) if isinstance(loop, asyncio.BaseEventLoop) else None
         self._ready: collections.deque[Any] | None = ready if isinstance(ready, collections.deque) else None
+        # The request tasks' first steps still to run in this turn's batch
+        # (one handle on the ready queue for all of them: see TaskStarter).
+        self._running = tasks.running
         self._connections = connections
         self.held: list[Holder] = []
 
@@ -68,7 +75,7 @@ class TurnWriter:
         """True when nothing else is being served in this turn: write now."""
         ready = self._ready
         if ready is not None:
-            return not ready
+            return not ready and not self._running
         return len(self._connections) < 2
 
     def hold(self, connection: Holder) -> None:
