@@ -156,7 +156,7 @@ class HttpProtocol(Connection):
         if self.next_waits_for_writer:
             self.next_waits_for_writer = False
             if not self.closed and self.stream is None:
-                self._start_next()
+                self._next_cycle()
 
     # -- events --------------------------------------------------------------------
 
@@ -405,9 +405,6 @@ class HttpProtocol(Connection):
             # (pipelined) request until it does, or answers pile up in memory.
             self.next_waits_for_writer = True
             return
-        self._start_next()
-
-    def _start_next(self) -> None:
         if self.read_paused:
             self._resume_reading()
         try:
