@@ -139,6 +139,7 @@ def test_scheduled_tasks_take_their_first_steps_from_one_handle_in_order() -> No
         return name
 
     def schedule(loop: asyncio.AbstractEventLoop) -> tuple[list[asyncio.Task[Any]], int, list[Any]]:
+        loop.set_debug(False)  # (PYTHONASYNCIODEBUG or -X dev would turn batching off)
         starter = TaskStarter(loop)
         queued = len(loop._ready)  # type: ignore[attr-defined]
         tasks = [starter.schedule(app(name)) for name in ("a", "b", "c")]
@@ -163,8 +164,10 @@ def test_a_step_that_raises_keyboardinterrupt_leaves_the_rest_of_its_batch_to_ru
 
     loop = asyncio.new_event_loop()
     try:
+        loop.set_debug(False)
         starter = TaskStarter(loop)
         tasks = [starter.schedule(app(name)) for name in ("a", "b", "c")]
+        assert len(loop._ready) == 1  # type: ignore[attr-defined]  # (one batch: the case under test)
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(asyncio.sleep(0.01))
         loop.run_until_complete(asyncio.wait_for(tasks[2], 5))
@@ -174,17 +177,31 @@ def test_a_step_that_raises_keyboardinterrupt_leaves_the_rest_of_its_batch_to_ru
         loop.close()
 
 
-def test_in_debug_mode_each_task_is_scheduled_as_usual() -> None:
+class OwnCallSoonLoop(asyncio.SelectorEventLoop):
+    """A loop whose call_soon is its own: not to be lent over."""
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        return super().call_soon(callback, *args, context=context)
+
+
+@pytest.mark.parametrize("case", ["debug mode", "turned to debug later", "own call_soon", "patched call_soon"])
+def test_each_task_is_scheduled_as_usual_where_call_soon_is_not_asyncios_own(case: str) -> None:
     async def app() -> str:
         return "done"
 
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
+    loop = OwnCallSoonLoop() if case == "own call_soon" else asyncio.new_event_loop()
+    loop.set_debug(case == "debug mode")
+    patched = case == "patched call_soon"
+    if patched:
+        loop.call_soon = loop.call_soon  # type: ignore[method-assign]  # (as instrumentation would)
     try:
         starter = TaskStarter(loop)
+        if case == "turned to debug later":
+            loop.set_debug(True)
         queued = len(loop._ready)  # type: ignore[attr-defined]
         tasks = [starter.schedule(app()) for _ in range(2)]
         assert len(loop._ready) - queued == 2  # type: ignore[attr-defined]
         assert loop.run_until_complete(asyncio.gather(*tasks)) == ["done", "done"]
+        assert ("call_soon" in vars(loop)) is patched  # (left as it was found)
     finally:
         loop.close()
