@@ -22,8 +22,9 @@ What is held, and for how long:
 - on asyncio's own loops, only while other callbacks of this turn are still
   waiting to run (``loop._ready``, read once per write: its length is how
   much of the turn is left), or other request tasks' first steps of the
-  batch being run (:class:`~pounce.core.asgi.eager.TaskStarter`). A lone request (one connection, a quiet server)
-  is written at once, as before: no added latency where nothing is gained;
+  batch being run (:class:`~pounce.core.asgi.eager.TaskStarter`). A lone
+  request (one connection, a quiet server) is written at once, as before:
+  no added latency where nothing is gained;
 - on other loops (uvloop), whose queue cannot be seen, while the worker has
   more than one connection open;
 - until a callback scheduled with ``call_soon`` when the first response is
