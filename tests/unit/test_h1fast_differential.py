@@ -317,6 +317,25 @@ def test_hostile_requests_go_to_h11(data: bytes) -> None:
     assert_same(data)
 
 
+@pytest.mark.parametrize("where", ["target", "name", "value", "request line", "between lines"])
+def test_every_byte_at_each_place_of_a_head(where: str) -> None:
+    """All 256 bytes, one at a time, in each part of a head: the fast path
+    takes it only where h11 parses it the same, and a refused byte, a bare
+    CR or a bare LF always goes to h11."""
+    for byte in range(256):
+        b = bytes([byte])
+        data = {
+            "target": b"GET /a" + b + b"b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "name": b"GET / HTTP/1.1\r\nHost: h\r\nX" + b + b"y: 1\r\n\r\n",
+            "value": b"GET / HTTP/1.1\r\nHost: h\r\nX: a" + b + b"b\r\n\r\n",
+            "request line": b"GET / HTTP/1.1" + b + b"\r\nHost: h\r\n\r\n",
+            "between lines": b"GET / HTTP/1.1\r\n" + b + b"Host: h\r\n\r\n",
+        }[where]
+        if byte in (0x0D, 0x0A) or byte < 0x09 or 0x0B <= byte < 0x20 or byte == 0x7F:
+            assert parse_request_head(data) is None, (where, byte)
+        assert_same(data)
+
+
 def test_head_longer_than_max_size_goes_to_h11() -> None:
     data = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 100 + b"\r\n\r\n"
     assert parse_request_head(data, max_size=64) is None
