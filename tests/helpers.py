@@ -26,6 +26,18 @@ Address = int | tuple[str, int] | str
 """A port on 127.0.0.1, a (host, port) pair, or the path of a unix socket."""
 
 
+def copy_of_tree(dest: Path) -> Path:
+    """A copy of the work tree at ``dest``, without what is built or cached in
+    it (venvs, the Debian root, caches, results): for tests that build from
+    the tree (``python -m build``, ``pip install -e``, ``mkdocs``) and so
+    write into it. Run on the tree itself, two such tests at once (CI runs
+    two Pythons side by side) would write the same ``*.egg-info``."""
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".venv-*", ".cache", "site", "results", "build", "dist", "__pycache__", "*.egg-info",
+        ".pytest_cache", ".hypothesis", ".ruff_cache", "crashes"))
+    return dest
+
+
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for subprocesses: test apps importable, no POUNCE_* leaks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}

@@ -13,7 +13,6 @@ import json
 import mimetypes
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.browser import DevTools
-from tests.helpers import ROOT
+from tests.helpers import ROOT, copy_of_tree
 
 pytest.importorskip("mkdocs")
 pytest.importorskip("material")
@@ -56,9 +55,7 @@ def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     """The same build, on a copy of the repository with one broken link added,
     fails, and names that link as its only problem."""
     copy = tmp_path / "repo"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "site", "results", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis",
-        ".ruff_cache", "crashes", ".cache", ".venv-*"))
+    copy_of_tree(copy)
     page = copy / "docs" / "getting-started.md"
     page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")

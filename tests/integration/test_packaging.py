@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from pounce import __version__
-from tests.helpers import ROOT
+from tests.helpers import ROOT, copy_of_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.packaging]
 
@@ -53,10 +53,16 @@ def warnings_in(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the work tree to build from (building writes into the tree)."""
+    return copy_of_tree(tmp_path_factory.mktemp("tree") / "pounce")
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory, tree: Path) -> dict[str, Path]:
     """The sdist and the wheel, built the way a release is (the wheel from the sdist)."""
     out = tmp_path_factory.mktemp("dist")
-    output = run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)])
+    output = run([sys.executable, "-m", "build", "--outdir", str(out), str(tree)])
     assert warnings_in(output) == [], output
     sdists = list(out.glob("pounce-*.tar.gz"))
     wheels = list(out.glob("pounce-*-py3-none-any.whl"))
@@ -139,9 +145,10 @@ def test_installs_and_serves_the_demo_without_warnings(
     assert warnings_in(log.read_text()) == [], log.read_text()
 
 
-def test_make_run_installs_only_what_the_demo_needs(tmp_path: Path, served: list[subprocess.Popen[bytes]]) -> None:
+def test_make_run_installs_only_what_the_demo_needs(tmp_path: Path, tree: Path,
+                                                    served: list[subprocess.Popen[bytes]]) -> None:
     venv_dir = tmp_path / "run-venv"
-    run(["make", "-C", str(ROOT), "run-setup", f"RUN_VENV={venv_dir}", f"PYTHON={sys.executable}"])
+    run(["make", "-C", str(tree), "run-setup", f"RUN_VENV={venv_dir}", f"PYTHON={sys.executable}"])
     listed = run([str(venv_dir / "bin" / "python"), "-m", "pip", "list", "--format=freeze"])
     installed = {line.split("==")[0].lower() for line in listed.splitlines() if "==" in line}
     # pounce and its runtime dependencies (and theirs), nothing for tests or docs
