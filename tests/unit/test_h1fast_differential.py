@@ -340,6 +340,23 @@ def test_head_longer_than_max_size_goes_to_h11() -> None:
     data = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 100 + b"\r\n\r\n"
     assert parse_request_head(data, max_size=64) is None
     assert parse_request_head(data) is not None
+    # The same past the length up to which the end is found by partition.
+    long = data + b"x" * 2048
+    assert parse_request_head(long, max_size=64) is None
+    assert parse_request_head(long) is not None
+
+
+@pytest.mark.parametrize("value", [10, 900, 1000, 1100, 3000])
+@pytest.mark.parametrize("after", [b"", b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", b"y" * 1500])
+def test_heads_of_any_length_with_anything_after_them(value: int, after: bytes) -> None:
+    """Short input and long (the head's end is found two ways): the same
+    head, the same length consumed, whatever follows it."""
+    head = b"POST /p HTTP/1.1\r\nHost: h\r\nX: " + b"v" * value + b"\r\nContent-Length: 3\r\n\r\n"
+    data = head + after
+    parsed = assert_same(data)
+    assert parsed is not None and parsed.consumed == len(head)
+    assert parsed.headers[1] == (b"x", b"v" * value)
+    assert parse_request_head(head[:-1] + after[:0]) is None  # no end yet
 
 
 @example(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -70,6 +70,9 @@ _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR
 _SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"te", b"upgrade",
                       b"expect"})
 
+# Input up to this long is searched for the head's end with ``partition``.
+_SHORT = 1024
+
 # Raw header name -> lowercase name, for names already checked to be tokens.
 # Bounded so that a client sending endless distinct names cannot grow it.
 _NAME_CACHE: dict[bytes, bytes] = {}
@@ -92,10 +95,18 @@ def parse_request_head(buf: bytes, max_size: int = 16384) -> RequestHead | None:
     None means "not sure": feed the same bytes to h11 instead. It never
     raises on bad input; rejecting is h11's job.
     """
-    end = buf.find(b"\r\n\r\n")
-    if end < 0 or end + 4 > max_size:
-        return None
-    head = buf[:end]
+    if len(buf) <= _SHORT:
+        # (One partition for find and slice: on 3.11 about half their cost.
+        # It copies what follows the head too, so only for short input.)
+        head, found, _ = buf.partition(b"\r\n\r\n")
+        end = len(head)
+        if not found or end + 4 > max_size:
+            return None
+    else:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0 or end + 4 > max_size:
+            return None
+        head = buf[:end]
     if head.__class__ is not bytes:
         head = bytes(head)
     lines = head.split(b"\r\n")
