@@ -513,6 +513,28 @@ def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     the bounded name cache, which then takes no new name)."""
     monkeypatch.setattr(responses, "_LINES", {})
     monkeypatch.setattr(responses, "_VALID_RESPONSE_NAMES", {})
+    monkeypatch.setattr(responses, "_LENGTH_LINES", {})
+    monkeypatch.setattr(responses, "_WHOLE_LINES", {})
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_content_length_lines_kept_warm_say_the_same_as_cold() -> None:
+    """A Content-Length the app sent, and the one added to a body sent whole,
+    come from a cache once seen: the same bytes and state as the first time
+    and as the full route, its value as the app spelt it, a second
+    Content-Length still refused, a wrong one still an error."""
+    request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    for headers, body in [([(b"content-length", b"2")], b"ok"), ([(b"content-length", b"02")], b"ok"),
+                          ([], b"ok"), ([], b"okay"), ([(b"content-length", b"3")], b"ok")]:
+        full = respond_by("full", 200, headers, request, body, False, False)
+        cold = respond_by("fast", 200, headers, request, body, False, False)
+        warm = respond_by("fast", 200, headers, request, body, False, False)
+        assert cold == warm == full, (headers, body)
+    assert b"content-length: 02\r\n" in respond_by("fast", 200, [(b"content-length", b"02")], request, b"ok",
+                                                   False, False)[0]  # type: ignore[operator]
+    assert set(responses._LENGTH_LINES) == {b"2", b"02", b"3"} and set(responses._WHOLE_LINES) == {2, 4}
+    twice = [(b"content-length", b"2"), (b"content-length", b"2")]
+    assert responses.fast_response_head(responses.STATUS_LINES[200], twice, b"", b"1.1", 2) is None
 
 
 @pytest.mark.usefixtures("fresh_caches")

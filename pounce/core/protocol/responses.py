@@ -219,6 +219,11 @@ def render_response_head_full(
 _LINES: dict[tuple[bytes, bytes], bytes] = {}
 _LINE_CACHE_MAX = 1024
 _LINE_CACHE_VALUE_MAX = 256
+# A plain ``content-length`` an app sent before -> its line and its value
+# (frameworks send one with most responses), and the line added for a body
+# sent whole, by its length: kept while there is room, as lines are.
+_LENGTH_LINES: dict[bytes, tuple[bytes, int]] = {}
+_WHOLE_LINES: dict[int, bytes] = {}
 _NOT_PLAIN = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"server", b"date"})
 # ``HTTP/1.1 <status> <reason>\r\n`` for each status with a standard reason.
 STATUS_LINES: dict[int, bytes] = {
@@ -242,17 +247,23 @@ def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], p
     lines = [status_line, preamble]
     append = lines.append
     get = _LINES.get
-    length: bytes | None = None
+    length: int | None = None
     try:
         for pair in headers:
             line = get(pair)
             if line is None:
                 name, value = pair
                 if name == b"content-length":
-                    if length is not None or not value.isdigit() or len(value) > 20:
+                    if length is not None:
                         return None
-                    length = value
-                    line = b"content-length: %s\r\n" % value
+                    known = _LENGTH_LINES.get(value)
+                    if known is None:
+                        if not value.isdigit() or len(value) > 20:
+                            return None
+                        known = (b"content-length: %s\r\n" % value, int(value))
+                        if len(_LENGTH_LINES) < _LINE_CACHE_MAX:
+                            _LENGTH_LINES[value] = known
+                    line, length = known
                 else:
                     # A name checked before with a value not seen yet (a
                     # request id, an ETag, a timing): the value checked here.
@@ -272,10 +283,15 @@ def fast_response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], p
     if length is None:
         if whole < 0:
             return None
-        append(b"content-length: %d\r\n" % whole)
+        line = _WHOLE_LINES.get(whole)
+        if line is None:
+            line = b"content-length: %d\r\n" % whole
+            if len(_WHOLE_LINES) < _LINE_CACHE_MAX:
+                _WHOLE_LINES[whole] = line
+        append(line)
         size = whole
     else:
-        size = int(length)
+        size = length
     if request_version != b"1.1":
         if request_version != b"1.0":
             return None
