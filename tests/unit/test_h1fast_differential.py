@@ -356,7 +356,7 @@ def test_heads_of_any_length_with_anything_after_them(value: int, after: bytes) 
     parsed = assert_same(data)
     assert parsed is not None and parsed.consumed == len(head)
     assert parsed.headers[1] == (b"x", b"v" * value)
-    assert parse_request_head(head[:-1] + after[:0]) is None  # no end yet
+    assert parse_request_head(head[:-1]) is None  # no end yet
 
 
 @example(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -56,14 +56,21 @@ _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
 # Bytes a head may contain at all on the fast path: HTAB, CR, LF, SP..~ and
 # obs-text; anything else is a byte the fast path does not vouch for.
 _HEAD_OK = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F), *range(0x80, 0x100)])
-# A translation that changes exactly the bytes its lines may not hold: those
-# refused, and CR and LF (the head's CRLFs are split off before it is applied,
-# so any CR or LF left is a bare one). A head that passes comes back as the
-# very same object, unchanged and not copied. (A table rather than
-# ``translate(None, delete)``, which builds a 256-entry table on every call.)
-_LINE_MARKS = bytes(b if b in _HEAD_OK and b not in b"\r\n" else (1 if b == 0 else 0) for b in range(256))
-# A translation that changes every byte but VCHAR (``!`` to ``~``).
-_VCHAR_ONLY = bytes(b if 0x21 <= b <= 0x7E else (1 if b == 0 else 0) for b in range(256))
+
+
+def _changing_all_but(kept: bytes) -> bytes:
+    """A ``bytes.translate`` table that changes every byte not in ``kept``:
+    input made only of those comes back as the very same object, unchanged
+    and not copied. (A table rather than ``translate(None, delete)``, which
+    builds a 256-entry table on every call.)"""
+    return bytes(b if b in kept else (1 if b == 0 else 0) for b in range(256))
+
+
+# What a head's lines may hold: not a refused byte, nor CR or LF (the CRLFs
+# are split off before the check, so any CR or LF left is a bare one).
+_LINE_MARKS = _changing_all_but(bytes(b for b in _HEAD_OK if b not in b"\r\n"))
+# What a request target may hold: VCHAR (``!`` to ``~``).
+_VCHAR_ONLY = _changing_all_but(bytes(range(0x21, 0x7F)))
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # The header names the loop below looks at.
